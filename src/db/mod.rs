@@ -1,0 +1,246 @@
+//! The database: one `sqlx::AnyPool` over SQLite (embedded) or MySQL/MariaDB (scale-out).
+//!
+//! Business SQL is written once with `?` placeholders and portable types (BIGINT ids and money in fen, BIGINT
+//! epoch-millisecond times, TEXT). Where the dialects must differ, the difference is a small function on
+//! [`Dialect`]; the schema has one migration tree per dialect under `migrations/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::AnyArguments;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
+
+use crate::config::{Config, DbKind};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
+
+/// The SQL dialect of the pool, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    MySql,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::MySql => "mysql",
+        }
+    }
+
+    /// Suffix of a locking read. InnoDB locks the rows (and gaps) read until commit; SQLite has no row locks and
+    /// needs none: a write transaction there already excludes every other writer.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::MySql => " FOR UPDATE",
+        }
+    }
+}
+
+/// The pool and its dialect. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+/// Pool sizes and timeouts, resolved from config with defaults that suit each backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub max_lifetime: Duration,
+    pub idle_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub slow_statement: Duration,
+}
+
+impl PoolSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let db = &config.db;
+        // SQLite serialises writers and lives in this process: a handful of connections is plenty.
+        // MySQL: enough for bursts on a few cores without exhausting the server's max_connections (151 default)
+        // when several instances share it.
+        let (default_max, default_min) = match config.db_kind() {
+            DbKind::Sqlite => (8, 1),
+            DbKind::MySql => (32, 4),
+        };
+        let max_connections = db.max_connections.unwrap_or(default_max);
+        PoolSettings {
+            max_connections,
+            min_connections: db
+                .min_connections
+                .unwrap_or(default_min)
+                .min(max_connections),
+            max_lifetime: Duration::from_secs(db.max_lifetime_secs),
+            idle_timeout: Duration::from_secs(db.idle_timeout_secs),
+            acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
+            slow_statement: Duration::from_millis(db.slow_statement_ms),
+        }
+    }
+}
+
+impl Db {
+    /// Builds the pool without connecting: the server starts (and reports not ready) while the database is down.
+    pub fn connect_lazy(config: &Config) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let url = config.database_url();
+        let dialect = match config.db_kind() {
+            DbKind::Sqlite => {
+                ensure_sqlite_dir(&url)?;
+                Dialect::Sqlite
+            }
+            DbKind::MySql => Dialect::MySql,
+        };
+        let settings = PoolSettings::from_config(config);
+        let options = AnyConnectOptions::from_str(&url)
+            .context("invalid config key `database_url`")?
+            .log_statements(log::LevelFilter::Debug)
+            .log_slow_statements(log::LevelFilter::Warn, settings.slow_statement);
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .max_lifetime(settings.max_lifetime)
+            .idle_timeout(settings.idle_timeout)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    for statement in session_setup(dialect) {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Db { pool, dialect })
+    }
+
+    /// Applies the embedded migrations of this dialect.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::MySql => &MYSQL_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Runs an INSERT and returns the generated id. sqlx's Any driver reports MySQL's `LAST_INSERT_ID()` but drops
+/// SQLite's rowid (sqlx 0.8 `sqlx-sqlite/src/any.rs` `map_result`), so SQLite asks for it on the same connection.
+pub async fn insert_returning_id<'q>(
+    conn: &mut AnyConnection,
+    query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
+) -> Result<i64, sqlx::Error> {
+    let result = query.execute(&mut *conn).await?;
+    if let Some(id) = result.last_insert_id() {
+        return Ok(id);
+    }
+    sqlx::query("SELECT last_insert_rowid() AS id")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("id")
+}
+
+/// Statements run on every new connection.
+fn session_setup(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        // WAL lets readers run beside the one writer; NORMAL sync is durable across process crashes in WAL mode.
+        Dialect::Sqlite => &[
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA busy_timeout = 5000",
+        ],
+        // Times are stored as epoch milliseconds; UTC keeps any server-side date function honest.
+        Dialect::MySql => &[
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
+        ],
+    }
+}
+
+/// SQLite creates the file but not its directory.
+fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    // Only create directories for URLs that may create the file (`mode=rwc`, or no mode given).
+    if url.contains("mode=ro") || (url.contains("mode=rw") && !url.contains("mode=rwc")) {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data directory {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Epoch milliseconds as RFC 3339 UTC, how every timestamp is sent.
+pub fn rfc3339(ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_is_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn pool_defaults_differ_by_backend() {
+        let sqlite = PoolSettings::from_config(&Config::default());
+        let mysql = PoolSettings::from_config(&Config {
+            database_url: Some(crate::config::DsnUrl::new("mysql://root@127.0.0.1/test")),
+            ..Config::default()
+        });
+        assert!(sqlite.max_connections < mysql.max_connections);
+        let mut cfg = Config::default();
+        cfg.db.max_connections = Some(3);
+        cfg.db.min_connections = Some(9);
+        assert_eq!(PoolSettings::from_config(&cfg).min_connections, 3);
+    }
+}

@@ -1,0 +1,154 @@
+//! Value types shared by every capability, parsed at the boundary: money, page sizes and cursors.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+
+/// An amount of money in fen (分, 1/100 yuan). Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct Money(i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// A non-negative amount in fen.
+    pub fn from_fen(fen: i64) -> Result<Money, String> {
+        if fen < 0 {
+            return Err(format!("amount must not be negative, got {fen}"));
+        }
+        Ok(Money(fen))
+    }
+
+    pub fn fen(self) -> i64 {
+        self.0
+    }
+
+    pub fn checked_mul(self, quantity: i64) -> Option<Money> {
+        self.0.checked_mul(quantity).map(Money)
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+}
+
+/// A page size: default 20, between 1 and 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    pub const DEFAULT: u32 = 20;
+    pub const MAX: u32 = 100;
+
+    /// `None` is the default; out-of-range values are a 422 naming `limit`.
+    pub fn parse(limit: Option<i64>) -> Result<PageLimit, AppError> {
+        match limit {
+            None => Ok(PageLimit(Self::DEFAULT)),
+            Some(n) if (1..=i64::from(Self::MAX)).contains(&n) => Ok(PageLimit(n as u32)),
+            Some(n) => Err(AppError::validation(
+                "limit",
+                format!("must be between 1 and {}, got {n}", Self::MAX),
+            )),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// An opaque keyset-pagination cursor: the sort key of the last item of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(Vec<i64>);
+
+impl Cursor {
+    pub fn new(keys: Vec<i64>) -> Cursor {
+        Cursor(keys)
+    }
+
+    /// Parses a cursor that must hold `arity` keys; anything else is a 400 `invalid_parameter`.
+    pub fn parse(text: &str, arity: usize) -> Result<Cursor, AppError> {
+        let invalid = || {
+            AppError::invalid_parameter(
+                "cursor is not valid; use the next_cursor of a previous page",
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        let body = text.strip_prefix("v1:").ok_or_else(invalid)?;
+        let keys = body
+            .split(',')
+            .map(|k| k.parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| invalid())?;
+        if keys.len() != arity {
+            return Err(invalid());
+        }
+        Ok(Cursor(keys))
+    }
+
+    pub fn keys(&self) -> &[i64] {
+        &self.0
+    }
+
+    pub fn encode(&self) -> String {
+        let body = self
+            .0
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        URL_SAFE_NO_PAD.encode(format!("v1:{body}"))
+    }
+}
+
+/// One page of a cursor-paginated list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_refuses_negative() {
+        assert!(Money::from_fen(-1).is_err());
+        assert_eq!(Money::from_fen(1999).unwrap().fen(), 1999);
+        assert_eq!(Money::from_fen(i64::MAX).unwrap().checked_mul(2), None);
+    }
+
+    #[test]
+    fn limit_bounds() {
+        assert_eq!(PageLimit::parse(None).unwrap().get(), 20);
+        assert_eq!(PageLimit::parse(Some(100)).unwrap().get(), 100);
+        assert_eq!(PageLimit::parse(Some(1)).unwrap().get(), 1);
+        for bad in [0, 101, -5] {
+            assert_eq!(
+                PageLimit::parse(Some(bad)).unwrap_err().code(),
+                "validation_failed"
+            );
+        }
+    }
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let cursor = Cursor::new(vec![1_700_000_000_000, 42]);
+        assert_eq!(Cursor::parse(&cursor.encode(), 2).unwrap(), cursor);
+        assert!(Cursor::parse(&cursor.encode(), 1).is_err());
+        for bad in ["", "!!!", "djE6YQ", "eHl6"] {
+            assert_eq!(
+                Cursor::parse(bad, 1).unwrap_err().code(),
+                "invalid_parameter",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The one error type of the HTTP API: `{"code": "snake_case", "message": "..."}` with the right status.
+//!
+//! Internal causes are logged (with the request's span, so its request id) and never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, snake_case: the mini-program switches on it.
+    pub code: String,
+    /// For humans; may change.
+    pub message: String,
+    /// For `validation_failed`: the offending fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+/// One invalid input field.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `limit` or `items[0].quantity`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 404 `<what>_not_found`.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 400 `invalid_parameter`: a query or path parameter that does not parse.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// 400 `invalid_json`: a body that is not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// 422 `validation_failed`.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 415 `unsupported_media_type`.
+    #[error("expected a request body of type application/json")]
+    UnsupportedMediaType,
+    /// 413 `payload_too_large`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 409 with a domain code.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 503 with a code naming what is unavailable.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    /// 500 `internal_error`; the cause is logged, not returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn not_found(what: &'static str) -> Self {
+        AppError::NotFound(what)
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        AppError::InvalidParameter(message.into())
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::InvalidParameter(_) | AppError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> String {
+        match self {
+            AppError::NotFound(what) => format!("{what}_not_found"),
+            AppError::InvalidParameter(_) => "invalid_parameter".into(),
+            AppError::InvalidJson(_) => "invalid_json".into(),
+            AppError::Validation(_) => "validation_failed".into(),
+            AppError::UnsupportedMediaType => "unsupported_media_type".into(),
+            AppError::PayloadTooLarge => "payload_too_large".into(),
+            AppError::Conflict { code, .. } | AppError::Unavailable { code, .. } => (*code).into(),
+            AppError::Internal(_) => "internal_error".into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            // The pool could not hand out a connection in time: the database is down or saturated.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::error!(error = %error, "database unavailable");
+                AppError::Unavailable {
+                    code: "database_unavailable",
+                    message: "the database is unavailable".into(),
+                }
+            }
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        let (message, fields) = match self {
+            AppError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                ("internal server error".to_owned(), Vec::new())
+            }
+            AppError::Validation(fields) => ("validation failed".to_owned(), fields),
+            other => (other.to_string(), Vec::new()),
+        };
+        (
+            status,
+            Json(ErrorBody {
+                code,
+                message,
+                fields,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The error code used for a bare status (responses produced by layers, not by `AppError`).
+pub fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "route_not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "request_timeout",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    }
+}

@@ -1,0 +1,192 @@
+//! Extractors whose rejections are [`AppError`], so malformed input gets our error format:
+//! malformed JSON → 400 `invalid_json`; a JSON value of the wrong shape → 422 `validation_failed` naming the field;
+//! bad query or path parameters → 400 `invalid_parameter`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::{AppError, FieldError};
+
+/// A JSON request body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(&req) {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => {
+                    AppError::PayloadTooLarge
+                }
+                other => AppError::InvalidJson(other.body_text()),
+            })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// Parses a JSON body: syntax errors are `invalid_json`, shape errors name the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if field == "." {
+                    "body".to_owned()
+                } else {
+                    field
+                };
+                AppError::Validation(vec![FieldError::new(field, inner.to_string())])
+            }
+            _ => AppError::InvalidJson(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn is_json_content_type(req: &Request) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn is_length_limit(error: &axum::extract::rejection::FailedToBufferBody) -> bool {
+    matches!(
+        error,
+        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
+    )
+}
+
+/// Query-string parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| AppQuery(value))
+            .map_err(|rejection| AppError::invalid_parameter(rejection.body_text()))
+    }
+}
+
+/// Path parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| AppPath(value))
+            .map_err(|rejection| AppError::invalid_parameter(rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        quantity: u32,
+    }
+
+    async fn extract(content_type: &str, body: &'static str) -> Result<AppJson<Input>, AppError> {
+        let req = Request::builder()
+            .header(CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        AppJson::<Input>::from_request(req, &()).await
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_invalid_json() {
+        for body in [
+            "{",
+            "{\"name\": }",
+            "not json",
+            "{\"name\":\"a\",\"quantity\":1} trailing",
+        ] {
+            let err = extract("application/json", body).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(err.code(), "invalid_json", "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_shape_names_the_field() {
+        let err = extract("application/json", r#"{"name": "a", "quantity": -1}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        match err {
+            AppError::Validation(fields) => assert_eq!(fields[0].field, "quantity"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = extract("application/json", r#"{"quantity": 1}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+    }
+
+    #[tokio::test]
+    async fn content_type_is_checked() {
+        let err = extract("text/plain", r#"{"name": "a", "quantity": 1}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(extract(
+            "application/json; charset=utf-8",
+            r#"{"name": "a", "quantity": 1}"#
+        )
+        .await
+        .is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! Cross-cutting request handling: error bodies, timeouts, panics and request metrics.
+
+use std::any::Any;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::error::{status_code_name, AppError, ErrorBody};
+
+/// Gives every error response the `{"code", "message"}` body, including those made by layers and the router
+/// (405, 413, …) which come with an empty or plain-text body.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let message = status.canonical_reason().unwrap_or("error").to_owned();
+    let body = ErrorBody {
+        code: status_code_name(status).to_owned(),
+        message,
+        fields: Vec::new(),
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, Body::from(json))
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/problem+json")
+        })
+}
+
+/// Answers 503 `request_timeout` when the handler runs longer than the configured limit.
+pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            AppError::Unavailable {
+                code: "request_timeout",
+                message: "the request took too long".into(),
+            }
+            .into_response()
+        }
+    }
+}
+
+/// A panicking handler becomes a logged 500 with our error body (used by `CatchPanicLayer`).
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    tracing::error!(panic = %detail, "handler panicked");
+    metrics::counter!("http_panics_total").increment(1);
+    let body = ErrorBody {
+        code: "internal_error".into(),
+        message: "internal server error".into(),
+        fields: Vec::new(),
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+/// Counts requests by method, route template and status, and records their latency.
+pub async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    // The route template, never the raw path: ids in paths would explode the label set.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let elapsed = start.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed);
+    response
+}

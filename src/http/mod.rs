@@ -1,0 +1,138 @@
+//! HTTP plumbing: the router of every capability, the middleware stack and the error-producing extractors.
+
+pub mod extract;
+pub mod middleware;
+pub mod ops;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wxshop", description = "REST API of a WeChat mini-program shop and its back office."),
+    tags(
+        (name = "ops", description = "Health, readiness, metrics and this document"),
+        (name = "catalog", description = "Categories, products and SKUs"),
+    )
+)]
+struct ApiDoc;
+
+/// Every documented route. Routes are only ever added here, through `routes!`, so the OpenAPI document and the
+/// router cannot disagree (a test walks the document against the server).
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ops::router())
+        .merge(crate::catalog::routes::router())
+}
+
+/// Paths served outside the OpenAPI document: the docs UI itself.
+pub const UNDOCUMENTED_PATHS: &[&str] = &["/docs", "/docs/", "/docs/{*rest}"];
+
+/// The docs UI (Swagger UI, assets compiled into the binary) reading `/openapi.json`.
+pub fn docs_ui() -> Router<AppState> {
+    let config = utoipa_swagger_ui::Config::new(["/openapi.json"]);
+    utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(config)
+        .into()
+}
+
+/// Wraps the router in the middleware every request goes through (outermost first):
+/// request id → trace span → compression → metrics → JSON error bodies → panic catcher → CORS → body limit → timeout.
+pub fn with_middleware(router: Router, config: &Config) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let body_limit = config.http.body_limit_bytes;
+    let timeout: Duration = config.request_timeout();
+
+    let router = router
+        .fallback(route_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            middleware::request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit));
+    let router = match cors_layer(config) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// One span per request, carrying what every log line inside it should say.
+fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    tracing::info_span!("request", method = %req.method(), route, request_id)
+}
+
+fn cors_layer(config: &Config) -> Option<CorsLayer> {
+    let origins = &config.http.cors_origins;
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+async fn route_not_found() -> AppError {
+    AppError::not_found("route")
+}

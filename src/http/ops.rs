@@ -1,0 +1,145 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ErrorBody;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness: the process is up. Touches no dependency.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Outcome of each dependency check: `ok`, `unavailable` or `not_configured`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    pub database: &'static str,
+    pub redis: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+/// 503 body: the error format, plus the failed dependencies and every check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotReady {
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    pub failed: Vec<&'static str>,
+    pub checks: Checks,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the database and (in scale-out) Redis answer. 503 names the failed dependency.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, body = Readiness),
+    (status = 503, body = NotReady, description = "a dependency is unreachable; `failed` names it"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness: database check failed");
+                "unavailable"
+            }
+            Err(_) => "unavailable",
+        }
+    };
+    let redis = async {
+        let Some(redis) = &state.redis else {
+            return "not_configured";
+        };
+        match tokio::time::timeout(CHECK_TIMEOUT, redis.ping()).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness: redis check failed");
+                "unavailable"
+            }
+            Err(_) => "unavailable",
+        }
+    };
+    let (database, redis) = tokio::join!(database, redis);
+    let checks = Checks { database, redis };
+    let failed: Vec<&'static str> = [("database", database), ("redis", redis)]
+        .into_iter()
+        .filter(|(_, outcome)| *outcome == "unavailable")
+        .map(|(name, _)| name)
+        .collect();
+    if failed.is_empty() {
+        return Json(Readiness {
+            status: "ready",
+            checks,
+        })
+        .into_response();
+    }
+    let error = ErrorBody {
+        code: "dependency_unavailable".into(),
+        message: format!("unreachable: {}", failed.join(", ")),
+        fields: Vec::new(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(NotReady {
+            error,
+            failed,
+            checks,
+        }),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, content_type = "text/plain; version=0.0.4", body = String)
+))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses(
+    (status = 200, content_type = "application/json", body = Object)
+))]
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json.clone(),
+    )
+        .into_response()
+}

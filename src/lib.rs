@@ -1,0 +1,14 @@
+//! wxshop: the backend of a WeChat mini-program shop. One binary, embedded (SQLite, in-process) or scale-out
+//! (MySQL/MariaDB + Redis), one code path.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

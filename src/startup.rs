@@ -1,0 +1,166 @@
+//! Building and running the application: the same path for `wxshop serve` and for the tests.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Mode};
+use crate::db::Db;
+use crate::kv::Redis;
+use crate::state::{App, AppState};
+use crate::{catalog, http, telemetry};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the backends, applies migrations and seeds (as configured) and binds the listener
+    /// (`127.0.0.1:0` picks a free port, as the tests do).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let config = Arc::new(config);
+        let db = Db::connect_lazy(&config)?;
+        if config.db.migrate_on_start {
+            db.migrate().await?;
+        }
+        if config.seed_demo() {
+            let seeded = catalog::seed::seed_demo_catalog(&db)
+                .await
+                .context("seeding the demo catalog")?;
+            if seeded {
+                tracing::info!("seeded the demo catalog into an empty database");
+            }
+        }
+        let redis = Redis::from_config(&config)?;
+        if config.mode == Mode::Dev {
+            tracing::warn!(
+                database = db.dialect.name(),
+                redis = redis.is_some(),
+                "running in DEV mode: demo data and development defaults are enabled; set WXSHOP_MODE=production for real traffic"
+            );
+        }
+
+        let (api, openapi) = http::api_router().split_for_parts();
+        let openapi_json = Bytes::from(
+            openapi
+                .to_json()
+                .context("rendering the OpenAPI document")?,
+        );
+        let metrics = telemetry::prometheus();
+        spawn_metrics_upkeep(metrics.clone());
+        let state = AppState(Arc::new(App {
+            config: config.clone(),
+            db,
+            redis,
+            metrics,
+            openapi_json,
+        }));
+        let router = http::with_middleware(
+            api.merge(http::docs_ui()).with_state(state.clone()),
+            &config,
+        );
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {} (config key `listen`)", config.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, gives in-flight requests up to
+    /// `http.shutdown_timeout_ms` to finish, and closes the pools.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+        } = self;
+        let grace = state.config.shutdown_timeout();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            // Only starts counting once shutdown has begun; a dropped sender means the server ended first.
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server.into_future() => result.context("serving HTTP")?,
+            () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; closing them"),
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Histograms buffer samples until rendered; drain them even when nobody scrapes.
+fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
