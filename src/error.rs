@@ -108,11 +108,20 @@ impl AppError {
     }
 }
 
+/// Database error codes that mean "cannot use the database right now" rather than a bad statement:
+/// SQLite BUSY (5), LOCKED (6), CANTOPEN (14); MySQL too many connections (1040), access denied (1045),
+/// unknown database (1049), server shutdown (1053), lock wait timeout (1205).
+const UNAVAILABLE_DB_CODES: &[&str] = &["5", "6", "14", "1040", "1045", "1049", "1053", "1205"];
+
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             // The pool could not hand out a connection in time: the database is down or saturated.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                tracing::error!(error = %error, "database unavailable");
+                AppError::Unavailable { code: "database_unavailable", message: "the database is unavailable".into() }
+            }
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| UNAVAILABLE_DB_CODES.contains(&c.as_ref())) => {
                 tracing::error!(error = %error, "database unavailable");
                 AppError::Unavailable {
                     code: "database_unavailable",

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, QueryBuilder, Row};
 
-use crate::db::{insert_returning_id, Dialect};
+use crate::db::{get_text, insert_returning_id, Dialect};
 
 /// Products of the listing walk newest first: `id` descending.
 pub struct ProductQuery<'a> {
@@ -76,8 +76,8 @@ fn product_row(r: &AnyRow) -> Result<ProductRow, sqlx::Error> {
         category_id: r.try_get("category_id")?,
         title: r.try_get("title")?,
         subtitle: r.try_get("subtitle")?,
-        description: r.try_get("description")?,
-        image_urls: r.try_get("image_urls")?,
+        description: get_text(r, "description")?,
+        image_urls: get_text(r, "image_urls")?,
         min_price_fen: r.try_get("min_price_fen")?,
         in_stock: r.try_get::<i64, _>("stocked_skus")? > 0,
         created_at: r.try_get("created_at")?,
@@ -134,7 +134,7 @@ pub async fn list_skus(pool: &AnyPool, product_id: i64) -> Result<Vec<SkuRow>, s
                 title: r.try_get("title")?,
                 price_fen: r.try_get("price_fen")?,
                 stock: r.try_get("stock")?,
-                attributes: r.try_get("attributes")?,
+                attributes: get_text(r, "attributes")?,
             })
         })
         .collect()

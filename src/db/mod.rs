@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
@@ -161,6 +161,19 @@ pub async fn insert_returning_id<'q>(
         .fetch_one(&mut *conn)
         .await?
         .try_get("id")
+}
+
+/// Reads a TEXT column. Through sqlx's Any driver MySQL reports TEXT as BLOB (the protocol's type for both), so
+/// bytes are accepted too, provided they are UTF-8.
+pub fn get_text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    match row.try_get::<String, _>(column) {
+        Ok(text) => Ok(text),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Statements run on every new connection.

@@ -1,0 +1,198 @@
+//! `spawn_app()` → `TestApp`: the real application on port 0 with a database of its own.
+//!
+//! Every test runs on each backend of [`backends()`]: the embedded one always (SQLite file in a temp dir, no
+//! Redis), and MariaDB/MySQL + Redis when `WXSHOP_TEST_DATABASE_URL` (a server URL; each test creates and drops
+//! its own uuid-named database) and `WXSHOP_TEST_REDIS_URL` (keys under a per-test prefix) are set.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Connection;
+use wxshop::config::{Config, DsnUrl};
+use wxshop::startup::Application;
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Embedded,
+    ScaleOut { server_url: String, redis_url: Option<String> },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded (sqlite, in-process)",
+            Backend::ScaleOut { .. } => "scale-out (mysql + redis)",
+        }
+    }
+
+    pub fn is_scale_out(&self) -> bool {
+        matches!(self, Backend::ScaleOut { .. })
+    }
+}
+
+/// The backends this run covers.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Embedded];
+    if let Some(server_url) = std::env::var("WXSHOP_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+        let redis_url = std::env::var("WXSHOP_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+        all.push(Backend::ScaleOut { server_url, redis_url });
+    }
+    all
+}
+
+/// The scale-out backend, when this run has one.
+pub fn scale_out_backend() -> Option<Backend> {
+    backends().into_iter().find(Backend::is_scale_out)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    _data_dir: tempfile::TempDir,
+    cleanup: Cleanup,
+}
+
+/// What a test leaves behind and its `Drop` removes.
+#[derive(Default, Clone)]
+struct Cleanup {
+    mysql: Option<(String, String)>,
+    redis: Option<(String, String)>,
+}
+
+/// Starts the application on `backend` with the test defaults.
+pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the application on `backend` after `customize` has adjusted the configuration.
+pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_logging();
+    eprintln!("backend: {}", backend.name());
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let test_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.path().to_path_buf();
+    config.db.seed_demo = Some(true);
+    config.db.acquire_timeout_ms = 1_000;
+    config.redis_prefix = format!("test:{test_id}:");
+    let mut cleanup = Cleanup::default();
+    if let Backend::ScaleOut { server_url, redis_url } = backend {
+        let database = format!("wxshop_test_{test_id}");
+        create_mysql_database(server_url, &database).await;
+        config.database_url = Some(DsnUrl::new(mysql_url(server_url, &database)));
+        cleanup.mysql = Some((server_url.clone(), database));
+        if let Some(redis_url) = redis_url {
+            config.redis_url = Some(DsnUrl::new(redis_url.clone()));
+            cleanup.redis = Some((redis_url.clone(), config.redis_prefix.clone()));
+        }
+    }
+    customize(&mut config);
+    config.validate().expect("test config is valid");
+
+    let app = Application::build(config.clone()).await.expect("application starts");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+    TestApp { address, client, config, _data_dir: data_dir, cleanup }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// GET and parse the JSON body, returning the status too.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
+        (status, body)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let cleanup = self.cleanup.clone();
+        if cleanup.mysql.is_none() && cleanup.redis.is_none() {
+            return;
+        }
+        // Drop runs inside the test's runtime; do the async clean-up on a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                if let Some((server_url, database)) = cleanup.mysql {
+                    if let Ok(mut conn) = sqlx::AnyConnection::connect(&server_url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
+                    }
+                }
+                if let Some((redis_url, prefix)) = cleanup.redis {
+                    let _ = delete_redis_prefix(&redis_url, &prefix).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `server_url` with its database path replaced by `database`.
+pub fn mysql_url(server_url: &str, database: &str) -> String {
+    let mut url = url::Url::parse(server_url).expect("WXSHOP_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+async fn create_mysql_database(server_url: &str, database: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test MySQL server at WXSHOP_TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    let _ = conn.close().await;
+}
+
+async fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+    }
+    Ok(())
+}
+
+/// `TEST_LOG=1` shows the application's logs in test output.
+fn init_test_logging() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+    }
+}
+
+/// A TCP server that accepts connections and never answers: a dependency that stalls.
+pub async fn stalling_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let handle = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (address, handle)
+}
+
+/// An address on which nothing listens (bound, then released).
+pub fn closed_port_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
