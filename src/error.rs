@@ -117,11 +117,21 @@ impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             // The pool could not hand out a connection in time: the database is down or saturated.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
                 tracing::error!(error = %error, "database unavailable");
-                AppError::Unavailable { code: "database_unavailable", message: "the database is unavailable".into() }
+                AppError::Unavailable {
+                    code: "database_unavailable",
+                    message: "the database is unavailable".into(),
+                }
             }
-            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| UNAVAILABLE_DB_CODES.contains(&c.as_ref())) => {
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| UNAVAILABLE_DB_CODES.contains(&c.as_ref())) =>
+            {
                 tracing::error!(error = %error, "database unavailable");
                 AppError::Unavailable {
                     code: "database_unavailable",

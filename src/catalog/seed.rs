@@ -239,7 +239,7 @@ pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
     for (c, (category, icon, products)) in DEMO.iter().enumerate() {
         let icon_url = format!("https://picsum.photos/seed/wxshop-{icon}/96/96");
         let category_id = store::insert_category(
-            &mut *tx,
+            &mut tx,
             &NewCategory {
                 name: category,
                 icon_url: &icon_url,
@@ -255,7 +255,7 @@ pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
                 .collect();
             let description = format!("{title}。{subtitle}。演示商品，用于开发与测试。");
             let product_id = store::insert_product(
-                &mut *tx,
+                &mut tx,
                 &NewProduct {
                     category_id,
                     title,
@@ -274,7 +274,7 @@ pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
                 let attributes = json!({ (*axis): option }).to_string();
                 let sku_title = format!("{title} {option}");
                 store::insert_sku(
-                    &mut *tx,
+                    &mut tx,
                     &NewSku {
                         product_id,
                         title: &sku_title,

@@ -170,7 +170,10 @@ pub fn get_text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
         Ok(text) => Ok(text),
         Err(sqlx::Error::ColumnDecode { .. }) => {
             let bytes: Vec<u8> = row.try_get(column)?;
-            String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
+            String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: Box::new(e),
+            })
         }
         Err(other) => Err(other),
     }

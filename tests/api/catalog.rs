@@ -39,7 +39,10 @@ async fn categories_are_listed_in_display_order() {
         assert_eq!(status, 200);
         let items = body["items"].as_array().unwrap();
         assert_eq!(items.len(), 5);
-        let orders: Vec<i64> = items.iter().map(|c| c["sort_order"].as_i64().unwrap()).collect();
+        let orders: Vec<i64> = items
+            .iter()
+            .map(|c| c["sort_order"].as_i64().unwrap())
+            .collect();
         assert!(orders.windows(2).all(|w| w[0] <= w[1]), "{orders:?}");
         assert_eq!(items[0]["name"], "茶饮");
     }
@@ -60,7 +63,10 @@ async fn walking_all_cursors_returns_every_product_exactly_once_in_order() {
         }
         // Newest first, no duplicates.
         assert!(expected.windows(2).all(|w| w[0] > w[1]));
-        assert_eq!(expected.iter().collect::<HashSet<_>>().len(), expected.len());
+        assert_eq!(
+            expected.iter().collect::<HashSet<_>>().len(),
+            expected.len()
+        );
 
         // The default page size is 20.
         let (_, first) = app.get_json("/api/v1/products").await;
@@ -87,17 +93,28 @@ async fn filters_by_category_and_title_across_pages() {
         // A title search returns exactly the titles containing the text, computed here from the full list.
         let (_, all) = app.get_json("/api/v1/products?limit=100").await;
         let all = all["items"].as_array().unwrap();
-        let with_tea: Vec<i64> =
-            all.iter().filter(|p| p["title"].as_str().unwrap().contains('茶')).map(|p| p["id"].as_i64().unwrap()).collect();
+        let with_tea: Vec<i64> = all
+            .iter()
+            .filter(|p| p["title"].as_str().unwrap().contains('茶'))
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect();
         assert!(!with_tea.is_empty());
         let found = ids(&walk(&app, "/api/v1/products?q=%E8%8C%B6&limit=2").await);
         assert_eq!(found, with_tea);
 
         // LIKE wildcards in the search text are literal.
         let (_, none) = app.get_json("/api/v1/products?q=%25").await;
-        assert_eq!(none["items"].as_array().unwrap().len(), 0, "`%` must not match everything");
+        assert_eq!(
+            none["items"].as_array().unwrap().len(),
+            0,
+            "`%` must not match everything"
+        );
         let (_, none) = app.get_json("/api/v1/products?q=_").await;
-        assert_eq!(none["items"].as_array().unwrap().len(), 0, "`_` must not match everything");
+        assert_eq!(
+            none["items"].as_array().unwrap().len(),
+            0,
+            "`_` must not match everything"
+        );
 
         // An unknown category is an empty list.
         let (status, body) = app.get_json("/api/v1/products?category_id=999999").await;
@@ -120,8 +137,14 @@ async fn product_detail_has_skus_with_prices_in_fen() {
             let skus = product["skus"].as_array().unwrap();
             assert!(!skus.is_empty());
             for sku in skus {
-                assert!(sku["id"].is_i64() && sku["title"].is_string() && sku["attributes"].is_object(), "{sku}");
-                assert!(sku["price_fen"].as_i64().unwrap() > 0, "money is integer fen: {sku}");
+                assert!(
+                    sku["id"].is_i64() && sku["title"].is_string() && sku["attributes"].is_object(),
+                    "{sku}"
+                );
+                assert!(
+                    sku["price_fen"].as_i64().unwrap() > 0,
+                    "money is integer fen: {sku}"
+                );
                 assert!(sku["stock"].as_i64().unwrap() >= 0);
             }
             let min_price = skus.iter().map(|s| s["price_fen"].as_i64().unwrap()).min();
@@ -179,13 +202,25 @@ async fn out_of_range_values_are_422_naming_the_fields() {
             let (status, body) = app.get_json(path).await;
             assert_eq!(status, 422, "{path}: {body}");
             assert_eq!(body["code"], "validation_failed");
-            let named: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+            let named: Vec<&str> = body["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["field"].as_str().unwrap())
+                .collect();
             assert_eq!(named, fields, "{path}");
         }
         let long = "茶".repeat(65);
-        let (status, body) = app.get_json(&format!("/api/v1/products?limit=1000&q={long}")).await;
+        let (status, body) = app
+            .get_json(&format!("/api/v1/products?limit=1000&q={long}"))
+            .await;
         assert_eq!(status, 422);
-        let named: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+        let named: Vec<&str> = body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
         assert_eq!(named, ["limit", "q"]);
     }
 }
@@ -206,7 +241,10 @@ async fn both_backends_serve_the_same_catalog() {
         }
         v
     };
-    assert_eq!(embedded.get_json("/api/v1/categories").await, scaled.get_json("/api/v1/categories").await);
+    assert_eq!(
+        embedded.get_json("/api/v1/categories").await,
+        scaled.get_json("/api/v1/categories").await
+    );
     let a = walk(&embedded, "/api/v1/products?limit=8").await;
     let b = walk(&scaled, "/api/v1/products?limit=8").await;
     assert_eq!(a, b);

@@ -14,7 +14,10 @@ use wxshop::startup::Application;
 #[derive(Debug, Clone)]
 pub enum Backend {
     Embedded,
-    ScaleOut { server_url: String, redis_url: Option<String> },
+    ScaleOut {
+        server_url: String,
+        redis_url: Option<String>,
+    },
 }
 
 impl Backend {
@@ -33,9 +36,17 @@ impl Backend {
 /// The backends this run covers.
 pub fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::Embedded];
-    if let Some(server_url) = std::env::var("WXSHOP_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
-        let redis_url = std::env::var("WXSHOP_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
-        all.push(Backend::ScaleOut { server_url, redis_url });
+    if let Some(server_url) = std::env::var("WXSHOP_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        let redis_url = std::env::var("WXSHOP_TEST_REDIS_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        all.push(Backend::ScaleOut {
+            server_url,
+            redis_url,
+        });
     }
     all
 }
@@ -71,14 +82,20 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     eprintln!("backend: {}", backend.name());
     let data_dir = tempfile::tempdir().expect("temp dir");
     let test_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data_dir.path().to_path_buf();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_path_buf(),
+        redis_prefix: format!("test:{test_id}:"),
+        ..Config::default()
+    };
     config.db.seed_demo = Some(true);
     config.db.acquire_timeout_ms = 1_000;
-    config.redis_prefix = format!("test:{test_id}:");
     let mut cleanup = Cleanup::default();
-    if let Backend::ScaleOut { server_url, redis_url } = backend {
+    if let Backend::ScaleOut {
+        server_url,
+        redis_url,
+    } = backend
+    {
         let database = format!("wxshop_test_{test_id}");
         create_mysql_database(server_url, &database).await;
         config.database_url = Some(DsnUrl::new(mysql_url(server_url, &database)));
@@ -91,11 +108,23 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     customize(&mut config);
     config.validate().expect("test config is valid");
 
-    let app = Application::build(config.clone()).await.expect("application starts");
+    let app = Application::build(config.clone())
+        .await
+        .expect("application starts");
     let address = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-    TestApp { address, client, config, _data_dir: data_dir, cleanup }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        client,
+        config,
+        _data_dir: data_dir,
+        cleanup,
+    }
 }
 
 impl TestApp {
@@ -104,14 +133,21 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// GET and parse the JSON body, returning the status too.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.get(path).await;
         let status = response.status().as_u16();
-        let body = response.json::<Value>().await.unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
+        let body = response
+            .json::<Value>()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
         (status, body)
     }
 }
@@ -124,11 +160,16 @@ impl Drop for TestApp {
         }
         // Drop runs inside the test's runtime; do the async clean-up on a thread with a runtime of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 if let Some((server_url, database)) = cleanup.mysql {
                     if let Ok(mut conn) = sqlx::AnyConnection::connect(&server_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+                            .execute(&mut conn)
+                            .await;
                     }
                 }
                 if let Some((redis_url, prefix)) = cleanup.redis {
@@ -151,20 +192,30 @@ async fn create_mysql_database(server_url: &str, database: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(server_url)
         .await
-        .unwrap_or_else(|e| panic!("cannot reach the test MySQL server at WXSHOP_TEST_DATABASE_URL: {e}"));
-    sqlx::query(&format!("CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-        .execute(&mut conn)
-        .await
-        .expect("create the test database");
+        .unwrap_or_else(|e| {
+            panic!("cannot reach the test MySQL server at WXSHOP_TEST_DATABASE_URL: {e}")
+        });
+    sqlx::query(&format!(
+        "CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("create the test database");
     let _ = conn.close().await;
 }
 
 async fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await?;
     if !keys.is_empty() {
-        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await?;
     }
     Ok(())
 }
@@ -172,7 +223,10 @@ async fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResul
 /// `TEST_LOG=1` shows the application's logs in test output.
 fn init_test_logging() {
     if std::env::var("TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
     }
 }
 
