@@ -11,11 +11,7 @@ use crate::startup::Application;
 use crate::{catalog, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "wxshop",
-    version,
-    about = "Backend for WeChat mini-program shops"
-)]
+#[command(name = "wxshop", version, about = "Backend for WeChat mini-program shops")]
 pub struct Cli {
     /// TOML configuration file (default: ./wxshop.toml when it exists).
     #[arg(long, global = true, env = "WXSHOP_CONFIG")]
@@ -50,10 +46,7 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("wxshop: cannot start the async runtime: {error}");

@@ -46,6 +46,7 @@ pub struct Config {
     pub mode: Mode,
     pub db: DbConfig,
     pub http: HttpConfig,
+    pub cache: CacheConfig,
     pub log: LogConfig,
 }
 
@@ -82,6 +83,14 @@ pub struct HttpConfig {
     pub shutdown_timeout_ms: u64,
 }
 
+/// Response caching: in process (embedded) or in Redis (scale-out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long catalog responses (categories, product detail) are cached; 0 turns the cache off.
+    pub catalog_ttl_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -116,10 +125,8 @@ impl Default for Config {
                 cors_origins: Vec::new(),
                 shutdown_timeout_ms: 20_000,
             },
-            log: LogConfig {
-                filter: "info".into(),
-                format: None,
-            },
+            cache: CacheConfig { catalog_ttl_secs: 60 },
+            log: LogConfig { filter: "info".into(), format: None },
         }
     }
 }
@@ -138,10 +145,7 @@ impl Config {
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError(format!(
-                        "config file {} does not exist",
-                        path.display()
-                    )));
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
                 }
                 figment = figment.merge(Toml::file(path));
             }
@@ -153,9 +157,7 @@ impl Config {
                 // WXSHOP_CONFIG names the file; WXSHOP_TEST_* belong to the test suite.
                 .filter(|key| key != "config" && !key.as_str().starts_with("test_")),
         );
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError(describe_figment_error(e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -163,15 +165,12 @@ impl Config {
     /// Checks what serde cannot: URL schemes, ranges, production-mode rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.database_url {
-            db_kind(url.expose())
-                .map_err(|m| ConfigError(format!("invalid config key `database_url`: {m}")))?;
+            db_kind(url.expose()).map_err(|m| ConfigError(format!("invalid config key `database_url`: {m}")))?;
         }
         if let Some(url) = &self.redis_url {
             let scheme = url.expose().split("://").next().unwrap_or_default();
             if scheme != "redis" && scheme != "rediss" {
-                return Err(ConfigError(
-                    "invalid config key `redis_url`: expected a redis:// or rediss:// URL".into(),
-                ));
+                return Err(ConfigError("invalid config key `redis_url`: expected a redis:// or rediss:// URL".into()));
             }
             redis::Client::open(url.expose())
                 .map_err(|e| ConfigError(format!("invalid config key `redis_url`: {e}")))?;
@@ -179,20 +178,15 @@ impl Config {
         if let (Some(max), Some(min)) = (self.db.max_connections, self.db.min_connections) {
             if min > max {
                 return Err(ConfigError(
-                    "invalid config key `db.min_connections`: larger than db.max_connections"
-                        .into(),
+                    "invalid config key `db.min_connections`: larger than db.max_connections".into(),
                 ));
             }
         }
         if self.db.max_connections == Some(0) {
-            return Err(ConfigError(
-                "invalid config key `db.max_connections`: must be at least 1".into(),
-            ));
+            return Err(ConfigError("invalid config key `db.max_connections`: must be at least 1".into()));
         }
         if self.http.request_timeout_ms == 0 {
-            return Err(ConfigError(
-                "invalid config key `http.request_timeout_ms`: must be positive".into(),
-            ));
+            return Err(ConfigError("invalid config key `http.request_timeout_ms`: must be positive".into()));
         }
         if self.mode == Mode::Production && self.seed_demo() {
             return Err(ConfigError(
@@ -206,10 +200,7 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("wxshop.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("wxshop.db").display()),
         }
     }
 
@@ -246,9 +237,7 @@ fn db_kind(url: &str) -> Result<DbKind, String> {
     match url.split("://").next().unwrap_or_default() {
         "sqlite" => Ok(DbKind::Sqlite),
         "mysql" | "mariadb" => Ok(DbKind::MySql),
-        other => Err(format!(
-            "unsupported scheme `{other}` (expected sqlite:// or mysql://)"
-        )),
+        other => Err(format!("unsupported scheme `{other}` (expected sqlite:// or mysql://)")),
     }
 }
 
@@ -258,11 +247,7 @@ fn describe_figment_error(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| m.name.to_string())
-                .unwrap_or_default();
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
             let kind = e.kind.to_string();
             match (key.is_empty(), source.is_empty()) {
                 (false, false) => format!("invalid config key `{key}` (from {source}): {kind}"),
@@ -327,10 +312,7 @@ mod tests {
         let url = DsnUrl::new("mysql://shop:s3cret@db.internal:3306/shop");
         assert_eq!(url.redacted(), "mysql://shop:***@db.internal:3306/shop");
         assert!(!format!("{url:?}").contains("s3cret"));
-        let cfg = Config {
-            database_url: Some(url),
-            ..Config::default()
-        };
+        let cfg = Config { database_url: Some(url), ..Config::default() };
         assert!(!cfg.to_redacted_toml().contains("s3cret"));
     }
 
@@ -343,26 +325,16 @@ mod tests {
 
     #[test]
     fn unknown_scheme_names_the_key() {
-        let cfg = Config {
-            database_url: Some(DsnUrl::new("postgres://x/y")),
-            ..Config::default()
-        };
+        let cfg = Config { database_url: Some(DsnUrl::new("postgres://x/y")), ..Config::default() };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("database_url"), "{err}");
     }
 
     #[test]
     fn production_refuses_demo_seed() {
-        let mut cfg = Config {
-            mode: Mode::Production,
-            ..Config::default()
-        };
+        let mut cfg = Config { mode: Mode::Production, ..Config::default() };
         assert!(cfg.validate().is_ok(), "production defaults do not seed");
         cfg.db.seed_demo = Some(true);
-        assert!(cfg
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("db.seed_demo"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("db.seed_demo"));
     }
 }

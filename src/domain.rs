@@ -49,10 +49,7 @@ impl PageLimit {
         match limit {
             None => Ok(PageLimit(Self::DEFAULT)),
             Some(n) if (1..=i64::from(Self::MAX)).contains(&n) => Ok(PageLimit(n as u32)),
-            Some(n) => Err(AppError::validation(
-                "limit",
-                format!("must be between 1 and {}, got {n}", Self::MAX),
-            )),
+            Some(n) => Err(AppError::validation("limit", format!("must be between 1 and {}, got {n}", Self::MAX))),
         }
     }
 
@@ -72,19 +69,11 @@ impl Cursor {
 
     /// Parses a cursor that must hold `arity` keys; anything else is a 400 `invalid_parameter`.
     pub fn parse(text: &str, arity: usize) -> Result<Cursor, AppError> {
-        let invalid = || {
-            AppError::invalid_parameter(
-                "cursor is not valid; use the next_cursor of a previous page",
-            )
-        };
+        let invalid = || AppError::invalid_parameter("cursor is not valid; use the next_cursor of a previous page");
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
         let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
         let body = text.strip_prefix("v1:").ok_or_else(invalid)?;
-        let keys = body
-            .split(',')
-            .map(|k| k.parse::<i64>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| invalid())?;
+        let keys = body.split(',').map(|k| k.parse::<i64>()).collect::<Result<Vec<_>, _>>().map_err(|_| invalid())?;
         if keys.len() != arity {
             return Err(invalid());
         }
@@ -96,12 +85,7 @@ impl Cursor {
     }
 
     pub fn encode(&self) -> String {
-        let body = self
-            .0
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let body = self.0.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         URL_SAFE_NO_PAD.encode(format!("v1:{body}"))
     }
 }
@@ -131,10 +115,7 @@ mod tests {
         assert_eq!(PageLimit::parse(Some(100)).unwrap().get(), 100);
         assert_eq!(PageLimit::parse(Some(1)).unwrap().get(), 1);
         for bad in [0, 101, -5] {
-            assert_eq!(
-                PageLimit::parse(Some(bad)).unwrap_err().code(),
-                "validation_failed"
-            );
+            assert_eq!(PageLimit::parse(Some(bad)).unwrap_err().code(), "validation_failed");
         }
     }
 
@@ -144,11 +125,7 @@ mod tests {
         assert_eq!(Cursor::parse(&cursor.encode(), 2).unwrap(), cursor);
         assert!(Cursor::parse(&cursor.encode(), 1).is_err());
         for bad in ["", "!!!", "djE6YQ", "eHl6"] {
-            assert_eq!(
-                Cursor::parse(bad, 1).unwrap_err().code(),
-                "invalid_parameter",
-                "{bad}"
-            );
+            assert_eq!(Cursor::parse(bad, 1).unwrap_err().code(), "invalid_parameter", "{bad}");
         }
     }
 }

@@ -30,10 +30,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -117,26 +114,13 @@ impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             // The pool could not hand out a connection in time: the database is down or saturated.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 tracing::error!(error = %error, "database unavailable");
-                AppError::Unavailable {
-                    code: "database_unavailable",
-                    message: "the database is unavailable".into(),
-                }
+                AppError::Unavailable { code: "database_unavailable", message: "the database is unavailable".into() }
             }
-            sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|c| UNAVAILABLE_DB_CODES.contains(&c.as_ref())) =>
-            {
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| UNAVAILABLE_DB_CODES.contains(&c.as_ref())) => {
                 tracing::error!(error = %error, "database unavailable");
-                AppError::Unavailable {
-                    code: "database_unavailable",
-                    message: "the database is unavailable".into(),
-                }
+                AppError::Unavailable { code: "database_unavailable", message: "the database is unavailable".into() }
             }
             other => AppError::Internal(anyhow::Error::new(other)),
         }
@@ -155,15 +139,7 @@ impl IntoResponse for AppError {
             AppError::Validation(fields) => ("validation failed".to_owned(), fields),
             other => (other.to_string(), Vec::new()),
         };
-        (
-            status,
-            Json(ErrorBody {
-                code,
-                message,
-                fields,
-            }),
-        )
-            .into_response()
+        (status, Json(ErrorBody { code, message, fields })).into_response()
     }
 }
 

@@ -22,18 +22,15 @@ impl Redis {
         let Some(url) = &config.redis_url else {
             return Ok(None);
         };
-        let client = redis::Client::open(url.expose())
-            .map_err(|e| anyhow::anyhow!("invalid config key `redis_url`: {e}"))?;
+        let client =
+            redis::Client::open(url.expose()).map_err(|e| anyhow::anyhow!("invalid config key `redis_url`: {e}"))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        Ok(Some(Redis {
-            conn,
-            prefix: config.redis_prefix.clone(),
-        }))
+        Ok(Some(Redis { conn, prefix: config.redis_prefix.clone() }))
     }
 
     /// A connection handle (multiplexed; cloning is cheap).
@@ -53,9 +50,6 @@ impl Redis {
     /// A round trip to Redis, for readiness.
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
     }
 }

@@ -1,6 +1,7 @@
 //! wxshop: the backend of a WeChat mini-program shop. One binary, embedded (SQLite, in-process) or scale-out
 //! (MySQL/MariaDB + Redis), one code path.
 
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;

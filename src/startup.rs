@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::cache::Cache;
 use crate::config::{Config, Mode};
 use crate::db::Db;
 use crate::kv::Redis;
@@ -32,9 +33,7 @@ impl Application {
             db.migrate().await?;
         }
         if config.seed_demo() {
-            let seeded = catalog::seed::seed_demo_catalog(&db)
-                .await
-                .context("seeding the demo catalog")?;
+            let seeded = catalog::seed::seed_demo_catalog(&db).await.context("seeding the demo catalog")?;
             if seeded {
                 tracing::info!("seeded the demo catalog into an empty database");
             }
@@ -49,39 +48,21 @@ impl Application {
         }
 
         let (api, openapi) = http::api_router().split_for_parts();
-        let openapi_json = Bytes::from(
-            openapi
-                .to_json()
-                .context("rendering the OpenAPI document")?,
-        );
+        let openapi_json = Bytes::from(openapi.to_json().context("rendering the OpenAPI document")?);
         let metrics = telemetry::prometheus();
         spawn_metrics_upkeep(metrics.clone());
-        let state = AppState(Arc::new(App {
-            config: config.clone(),
-            db,
-            redis,
-            metrics,
-            openapi_json,
-        }));
-        let router = http::with_middleware(
-            api.merge(http::docs_ui()).with_state(state.clone()),
-            &config,
-        );
+        let cache = Cache::new(redis.clone());
+        let state = AppState(Arc::new(App { config: config.clone(), db, redis, cache, metrics, openapi_json }));
+        let router = http::with_middleware(api.merge(http::docs_ui()).with_state(state.clone()), &config);
 
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {} (config key `listen`)", config.listen))?;
-        Ok(Application {
-            listener,
-            router,
-            state,
-        })
+        Ok(Application { listener, router, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> AppState {
@@ -95,26 +76,16 @@ impl Application {
 
     /// Serves until `shutdown` completes; then stops accepting, gives in-flight requests up to
     /// `http.shutdown_timeout_ms` to finish, and closes the pools.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Application {
-            listener,
-            router,
-            state,
-        } = self;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, router, state } = self;
         let grace = state.config.shutdown_timeout();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            let _ = stopping_tx.send(());
-        });
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections, finishing in-flight requests");
+                let _ = stopping_tx.send(());
+            });
         let deadline = async move {
             // Only starts counting once shutdown has begun; a dropped sender means the server ended first.
             if stopping_rx.await.is_ok() {

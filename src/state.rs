@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::kv::Redis;
@@ -15,6 +16,8 @@ pub struct App {
     pub db: Db,
     /// `None` in the embedded mode: process-local structures stand in for Redis.
     pub redis: Option<Redis>,
+    /// Response cache: moka in process, or Redis when configured.
+    pub cache: Cache,
     pub metrics: PrometheusHandle,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi_json: Bytes,

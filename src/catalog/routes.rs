@@ -1,6 +1,9 @@
 //! Catalog handlers (read side) for the mini-program.
 
+use std::time::Duration;
+
 use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,21 +14,17 @@ use crate::catalog::model::{CategoryList, ProductDetail, ProductPage};
 use crate::catalog::service::{self, ProductFilter};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppPath, AppQuery};
+use crate::http::json_body;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_categories))
-        .routes(routes!(list_products))
-        .routes(routes!(get_product))
+    OpenApiRouter::new().routes(routes!(list_categories)).routes(routes!(list_products)).routes(routes!(get_product))
 }
 
 /// Active categories, in display order.
 #[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", responses((status = 200, body = CategoryList)))]
 #[tracing::instrument(skip_all)]
-pub async fn list_categories(
-    State(state): State<AppState>,
-) -> Result<Json<CategoryList>, AppError> {
+pub async fn list_categories(State(state): State<AppState>) -> Result<Json<CategoryList>, AppError> {
     let items = service::list_categories(&state.db).await?;
     Ok(Json(CategoryList { items }))
 }
@@ -54,12 +53,7 @@ pub async fn list_products(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<ListProducts>,
 ) -> Result<Json<ProductPage>, AppError> {
-    let filter = ProductFilter::parse(
-        query.category_id,
-        query.q,
-        query.limit,
-        query.cursor.as_deref(),
-    )?;
+    let filter = ProductFilter::parse(query.category_id, query.q, query.limit, query.cursor.as_deref())?;
     Ok(Json(service::list_products(&state.db, &filter).await?))
 }
 
@@ -72,9 +66,11 @@ pub async fn list_products(
         (status = 404, body = ErrorBody, description = "`product_not_found`"),
     ))]
 #[tracing::instrument(skip_all, fields(product_id = id))]
-pub async fn get_product(
-    State(state): State<AppState>,
-    AppPath(id): AppPath<i64>,
-) -> Result<Json<ProductDetail>, AppError> {
-    Ok(Json(service::get_product(&state.db, id).await?))
+pub async fn get_product(State(state): State<AppState>, AppPath(id): AppPath<i64>) -> Result<Response, AppError> {
+    let body = service::product_json(&state.db, &state.cache, catalog_ttl(&state), id).await?;
+    Ok(json_body(body))
+}
+
+fn catalog_ttl(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.cache.catalog_ttl_secs)
 }

@@ -1,6 +1,11 @@
 //! Catalog rules: only active categories and on-sale products are visible; pages are cut by id, newest first.
 
-use crate::catalog::model::{Category, ProductDetail, ProductPage, ProductSummary, Sku};
+use std::time::Duration;
+
+use axum::body::Bytes;
+
+use crate::cache::Cache;
+use crate::catalog::model::{Category, CategoryList, ProductDetail, ProductPage, ProductSummary, Sku};
 use crate::catalog::store::{self, ProductQuery, ProductRow};
 use crate::db::{rfc3339, Db};
 use crate::domain::{Cursor, Money, PageLimit};
@@ -26,10 +31,7 @@ impl ProductFilter {
         limit: Option<i64>,
         cursor: Option<&str>,
     ) -> Result<ProductFilter, AppError> {
-        let cursor = cursor
-            .filter(|c| !c.is_empty())
-            .map(|c| Cursor::parse(c, 1))
-            .transpose()?;
+        let cursor = cursor.filter(|c| !c.is_empty()).map(|c| Cursor::parse(c, 1)).transpose()?;
         let mut fields = Vec::new();
         let limit = match PageLimit::parse(limit) {
             Ok(limit) => Some(limit),
@@ -42,10 +44,7 @@ impl ProductFilter {
         let search = q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
         if let Some(search) = &search {
             if search.chars().count() > MAX_SEARCH_CHARS {
-                fields.push(FieldError::new(
-                    "q",
-                    format!("must be at most {MAX_SEARCH_CHARS} characters"),
-                ));
+                fields.push(FieldError::new("q", format!("must be at most {MAX_SEARCH_CHARS} characters")));
             }
         }
         if let Some(id) = category_id {
@@ -54,15 +53,46 @@ impl ProductFilter {
             }
         }
         match limit {
-            Some(limit) if fields.is_empty() => Ok(ProductFilter {
-                category_id,
-                search,
-                limit,
-                cursor,
-            }),
+            Some(limit) if fields.is_empty() => Ok(ProductFilter { category_id, search, limit, cursor }),
             _ => Err(AppError::Validation(fields)),
         }
     }
+}
+
+/// Cache key of a product's detail response. Versioned: a new response shape gets new keys.
+pub fn product_cache_key(id: i64) -> String {
+    format!("catalog:v1:product:{id}")
+}
+
+/// Cache key of the category list response.
+pub const CATEGORIES_CACHE_KEY: &str = "catalog:v1:categories";
+
+/// A cached JSON response, or `load` serialized and cached for `ttl` (zero: no caching).
+async fn cached_json<T, F>(cache: &Cache, key: &str, ttl: Duration, load: F) -> Result<Bytes, AppError>
+where
+    T: serde::Serialize,
+    F: std::future::Future<Output = Result<T, AppError>>,
+{
+    if ttl.is_zero() {
+        return Ok(Bytes::from(serde_json::to_vec(&load.await?).map_err(anyhow::Error::from)?));
+    }
+    if let Some(hit) = cache.get("catalog", key).await {
+        return Ok(hit);
+    }
+    let body = Bytes::from(serde_json::to_vec(&load.await?).map_err(anyhow::Error::from)?);
+    cache.put(key, body.clone(), ttl).await;
+    Ok(body)
+}
+
+/// The serialized category list, from the cache when fresh.
+pub async fn categories_json(db: &Db, cache: &Cache, ttl: Duration) -> Result<Bytes, AppError> {
+    cached_json(cache, CATEGORIES_CACHE_KEY, ttl, async { Ok(CategoryList { items: list_categories(db).await? }) })
+        .await
+}
+
+/// A product's serialized detail, from the cache when fresh. Unknown ids are not cached.
+pub async fn product_json(db: &Db, cache: &Cache, ttl: Duration, id: i64) -> Result<Bytes, AppError> {
+    cached_json(cache, &product_cache_key(id), ttl, get_product(db, id)).await
 }
 
 pub async fn list_categories(db: &Db) -> Result<Vec<Category>, AppError> {
@@ -92,22 +122,13 @@ pub async fn list_products(db: &Db, filter: &ProductFilter) -> Result<ProductPag
     let mut rows = store::list_products(&db.pool, &query).await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = if has_more {
-        rows.last().map(|r| Cursor::new(vec![r.id]).encode())
-    } else {
-        None
-    };
-    let items = rows
-        .into_iter()
-        .map(summary)
-        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if has_more { rows.last().map(|r| Cursor::new(vec![r.id]).encode()) } else { None };
+    let items = rows.into_iter().map(summary).collect::<Result<Vec<_>, _>>()?;
     Ok(ProductPage { items, next_cursor })
 }
 
 pub async fn get_product(db: &Db, id: i64) -> Result<ProductDetail, AppError> {
-    let row = store::find_product(&db.pool, id)
-        .await?
-        .ok_or(AppError::not_found("product"))?;
+    let row = store::find_product(&db.pool, id).await?.ok_or(AppError::not_found("product"))?;
     let skus = store::list_skus(&db.pool, id)
         .await?
         .into_iter()
@@ -151,12 +172,8 @@ fn summary(row: ProductRow) -> Result<ProductSummary, AppError> {
 }
 
 fn image_urls(row: &ProductRow) -> Result<Vec<String>, AppError> {
-    serde_json::from_str(&row.image_urls).map_err(|e| {
-        AppError::Internal(anyhow::anyhow!(
-            "product {} has malformed image_urls: {e}",
-            row.id
-        ))
-    })
+    serde_json::from_str(&row.image_urls)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("product {} has malformed image_urls: {e}", row.id)))
 }
 
 fn money(fen: i64) -> Result<Money, AppError> {

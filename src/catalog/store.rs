@@ -86,34 +86,26 @@ fn product_row(r: &AnyRow) -> Result<ProductRow, sqlx::Error> {
 }
 
 /// On-sale products matching the query, newest first.
-pub async fn list_products(
-    pool: &AnyPool,
-    query: &ProductQuery<'_>,
-) -> Result<Vec<ProductRow>, sqlx::Error> {
-    let mut sql = QueryBuilder::<Any>::new(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.status = 'on_sale'"
-    ));
+pub async fn list_products(pool: &AnyPool, query: &ProductQuery<'_>) -> Result<Vec<ProductRow>, sqlx::Error> {
+    let mut sql =
+        QueryBuilder::<Any>::new(format!("SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.status = 'on_sale'"));
     if let Some(category_id) = query.category_id {
         sql.push(" AND p.category_id = ").push_bind(category_id);
     }
     if let Some(pattern) = query.title_like {
-        sql.push(" AND p.title LIKE ")
-            .push_bind(pattern.to_owned())
-            .push(" ESCAPE '!'");
+        sql.push(" AND p.title LIKE ").push_bind(pattern.to_owned()).push(" ESCAPE '!'");
     }
     if let Some(before_id) = query.before_id {
         sql.push(" AND p.id < ").push_bind(before_id);
     }
-    sql.push(" ORDER BY p.id DESC LIMIT ")
-        .push_bind(i64::from(query.limit));
+    sql.push(" ORDER BY p.id DESC LIMIT ").push_bind(i64::from(query.limit));
     let rows = sql.build().fetch_all(pool).await?;
     rows.iter().map(product_row).collect()
 }
 
 /// An on-sale product.
 pub async fn find_product(pool: &AnyPool, id: i64) -> Result<Option<ProductRow>, sqlx::Error> {
-    let sql =
-        format!("SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.id = ? AND p.status = 'on_sale'");
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.id = ? AND p.status = 'on_sale'");
     let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(product_row).transpose()
 }
@@ -164,11 +156,7 @@ pub struct NewSku<'a> {
     pub attributes: &'a str,
 }
 
-pub async fn insert_category(
-    conn: &mut AnyConnection,
-    new: &NewCategory<'_>,
-    now_ms: i64,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert_category(conn: &mut AnyConnection, new: &NewCategory<'_>, now_ms: i64) -> Result<i64, sqlx::Error> {
     let query = sqlx::query(
         "INSERT INTO category (name, icon_url, sort_order, status, created_at, updated_at) \
          VALUES (?, ?, ?, 'active', ?, ?)",
@@ -181,11 +169,7 @@ pub async fn insert_category(
     insert_returning_id(conn, query).await
 }
 
-pub async fn insert_product(
-    conn: &mut AnyConnection,
-    new: &NewProduct<'_>,
-    now_ms: i64,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert_product(conn: &mut AnyConnection, new: &NewProduct<'_>, now_ms: i64) -> Result<i64, sqlx::Error> {
     let query = sqlx::query(
         "INSERT INTO product (category_id, title, subtitle, description, image_urls, status, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, 'on_sale', ?, ?)",
@@ -200,11 +184,7 @@ pub async fn insert_product(
     insert_returning_id(conn, query).await
 }
 
-pub async fn insert_sku(
-    conn: &mut AnyConnection,
-    new: &NewSku<'_>,
-    now_ms: i64,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert_sku(conn: &mut AnyConnection, new: &NewSku<'_>, now_ms: i64) -> Result<i64, sqlx::Error> {
     let query = sqlx::query(
         "INSERT INTO sku (product_id, title, price_fen, stock, attributes, status, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
@@ -220,10 +200,7 @@ pub async fn insert_sku(
 }
 
 /// Counts categories with a locking read, so two instances seeding at once do not both see an empty catalog.
-pub async fn count_categories_locked<'c, E>(
-    executor: E,
-    dialect: Dialect,
-) -> Result<i64, sqlx::Error>
+pub async fn count_categories_locked<'c, E>(executor: E, dialect: Dialect) -> Result<i64, sqlx::Error>
 where
     E: Executor<'c, Database = Any>,
 {

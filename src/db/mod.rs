@@ -74,10 +74,7 @@ impl PoolSettings {
         let max_connections = db.max_connections.unwrap_or(default_max);
         PoolSettings {
             max_connections,
-            min_connections: db
-                .min_connections
-                .unwrap_or(default_min)
-                .min(max_connections),
+            min_connections: db.min_connections.unwrap_or(default_min).min(max_connections),
             max_lifetime: Duration::from_secs(db.max_lifetime_secs),
             idle_timeout: Duration::from_secs(db.idle_timeout_secs),
             acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
@@ -127,19 +124,13 @@ impl Db {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::MySql => &MYSQL_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("applying database migrations")?;
+        migrator.run(&self.pool).await.context("applying database migrations")?;
         Ok(())
     }
 
     /// A round trip to the database, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -157,10 +148,7 @@ pub async fn insert_returning_id<'q>(
     if let Some(id) = result.last_insert_id() {
         return Ok(id);
     }
-    sqlx::query("SELECT last_insert_rowid() AS id")
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("id")
+    sqlx::query("SELECT last_insert_rowid() AS id").fetch_one(&mut *conn).await?.try_get("id")
 }
 
 /// Reads a TEXT column. Through sqlx's Any driver MySQL reports TEXT as BLOB (the protocol's type for both), so
@@ -170,10 +158,8 @@ pub fn get_text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
         Ok(text) => Ok(text),
         Err(sqlx::Error::ColumnDecode { .. }) => {
             let bytes: Vec<u8> = row.try_get(column)?;
-            String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
-                index: column.to_owned(),
-                source: Box::new(e),
-            })
+            String::from_utf8(bytes)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
         }
         Err(other) => Err(other),
     }
@@ -190,18 +176,13 @@ fn session_setup(dialect: Dialect) -> &'static [&'static str] {
             "PRAGMA busy_timeout = 5000",
         ],
         // Times are stored as epoch milliseconds; UTC keeps any server-side date function honest.
-        Dialect::MySql => &[
-            "SET time_zone = '+00:00'",
-            "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
-        ],
+        Dialect::MySql => &["SET time_zone = '+00:00'", "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"],
     }
 }
 
 /// SQLite creates the file but not its directory.
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
@@ -212,8 +193,7 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     }
     if let Some(dir) = std::path::Path::new(path).parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating data directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
         }
     }
     Ok(())
@@ -221,10 +201,7 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// Epoch milliseconds as RFC 3339 UTC, how every timestamp is sent.

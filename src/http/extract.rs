@@ -26,14 +26,10 @@ where
         if !is_json_content_type(&req) {
             return Err(AppError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => {
-                    AppError::PayloadTooLarge
-                }
-                other => AppError::InvalidJson(other.body_text()),
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => AppError::PayloadTooLarge,
+            other => AppError::InvalidJson(other.body_text()),
+        })?;
         parse_json(&bytes).map(AppJson)
     }
 }
@@ -46,44 +42,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if field == "." {
-                    "body".to_owned()
-                } else {
-                    field
-                };
+                let field = if field == "." { "body".to_owned() } else { field };
                 AppError::Validation(vec![FieldError::new(field, inner.to_string())])
             }
             _ => AppError::InvalidJson(format!("malformed JSON: {inner}")),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
+    deserializer.end().map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
 fn is_json_content_type(req: &Request) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 fn is_length_limit(error: &axum::extract::rejection::FailedToBufferBody) -> bool {
-    matches!(
-        error,
-        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
-    )
+    matches!(error, axum::extract::rejection::FailedToBufferBody::LengthLimitError(_))
 }
 
 /// Query-string parameters.
@@ -139,21 +117,13 @@ mod tests {
     }
 
     async fn extract(content_type: &str, body: &'static str) -> Result<AppJson<Input>, AppError> {
-        let req = Request::builder()
-            .header(CONTENT_TYPE, content_type)
-            .body(Body::from(body))
-            .unwrap();
+        let req = Request::builder().header(CONTENT_TYPE, content_type).body(Body::from(body)).unwrap();
         AppJson::<Input>::from_request(req, &()).await
     }
 
     #[tokio::test]
     async fn malformed_json_is_invalid_json() {
-        for body in [
-            "{",
-            "{\"name\": }",
-            "not json",
-            "{\"name\":\"a\",\"quantity\":1} trailing",
-        ] {
+        for body in ["{", "{\"name\": }", "not json", "{\"name\":\"a\",\"quantity\":1} trailing"] {
             let err = extract("application/json", body).await.unwrap_err();
             assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(err.code(), "invalid_json", "{body}");
@@ -162,31 +132,20 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_shape_names_the_field() {
-        let err = extract("application/json", r#"{"name": "a", "quantity": -1}"#)
-            .await
-            .unwrap_err();
+        let err = extract("application/json", r#"{"name": "a", "quantity": -1}"#).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
         match err {
             AppError::Validation(fields) => assert_eq!(fields[0].field, "quantity"),
             other => panic!("unexpected {other:?}"),
         }
-        let err = extract("application/json", r#"{"quantity": 1}"#)
-            .await
-            .unwrap_err();
+        let err = extract("application/json", r#"{"quantity": 1}"#).await.unwrap_err();
         assert_eq!(err.code(), "validation_failed");
     }
 
     #[tokio::test]
     async fn content_type_is_checked() {
-        let err = extract("text/plain", r#"{"name": "a", "quantity": 1}"#)
-            .await
-            .unwrap_err();
+        let err = extract("text/plain", r#"{"name": "a", "quantity": 1}"#).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(extract(
-            "application/json; charset=utf-8",
-            r#"{"name": "a", "quantity": 1}"#
-        )
-        .await
-        .is_ok());
+        assert!(extract("application/json; charset=utf-8", r#"{"name": "a", "quantity": 1}"#).await.is_ok());
     }
 }

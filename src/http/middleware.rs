@@ -23,15 +23,9 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let (mut parts, _) = response.into_parts();
     let message = status.canonical_reason().unwrap_or("error").to_owned();
-    let body = ErrorBody {
-        code: status_code_name(status).to_owned(),
-        message,
-        fields: Vec::new(),
-    };
+    let body = ErrorBody { code: status_code_name(status).to_owned(), message, fields: Vec::new() };
     parts.headers.remove(CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let json = serde_json::to_vec(&body).unwrap_or_default();
     Response::from_parts(parts, Body::from(json))
 }
@@ -41,9 +35,7 @@ fn is_json(response: &Response) -> bool {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/problem+json")
-        })
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
 }
 
 /// Answers 503 `request_timeout` when the handler runs longer than the configured limit.
@@ -52,11 +44,8 @@ pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: 
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
-            AppError::Unavailable {
-                code: "request_timeout",
-                message: "the request took too long".into(),
-            }
-            .into_response()
+            AppError::Unavailable { code: "request_timeout", message: "the request took too long".into() }
+                .into_response()
         }
     }
 }
@@ -70,11 +59,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or_else(|| "unknown panic".to_owned());
     tracing::error!(panic = %detail, "handler panicked");
     metrics::counter!("http_panics_total").increment(1);
-    let body = ErrorBody {
-        code: "internal_error".into(),
-        message: "internal server error".into(),
-        fields: Vec::new(),
-    };
+    let body = ErrorBody { code: "internal_error".into(), message: "internal server error".into(), fields: Vec::new() };
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
@@ -82,10 +67,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     // The route template, never the raw path: ids in paths would explode the label set.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
@@ -93,7 +75,6 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
     let elapsed = start.elapsed().as_secs_f64();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     response
 }

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -37,9 +36,7 @@ struct ApiDoc;
 /// Every documented route. Routes are only ever added here, through `routes!`, so the OpenAPI document and the
 /// router cannot disagree (a test walks the document against the server).
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(ops::router())
-        .merge(crate::catalog::routes::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::router()).merge(crate::catalog::routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.
@@ -48,9 +45,7 @@ pub const UNDOCUMENTED_PATHS: &[&str] = &["/docs", "/docs/", "/docs/{*rest}"];
 /// The docs UI (Swagger UI, assets compiled into the binary) reading `/openapi.json`.
 pub fn docs_ui() -> Router<AppState> {
     let config = utoipa_swagger_ui::Config::new(["/openapi.json"]);
-    utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .config(config)
-        .into()
+    utoipa_swagger_ui::SwaggerUi::new("/docs").config(config).into()
 }
 
 /// Wraps the router in the middleware every request goes through (outermost first):
@@ -62,10 +57,7 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
 
     let router = router
         .fallback(route_not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            timeout,
-            middleware::request_timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(timeout, middleware::request_timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit));
     let router = match cors_layer(config) {
@@ -89,16 +81,9 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
 
 /// One span per request, carrying what every log line inside it should say.
 fn request_span(req: &Request) -> tracing::Span {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str())
-        .unwrap_or("unmatched");
+    let request_id =
+        req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("unmatched");
     tracing::info_span!("request", method = %req.method(), route, request_id)
 }
 
@@ -115,13 +100,7 @@ fn cors_layer(config: &Config) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
@@ -131,6 +110,11 @@ fn cors_layer(config: &Config) -> Option<CorsLayer> {
             .expose_headers([HeaderName::from_static("x-request-id")])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// A response whose body is already serialized JSON (a cached response).
+pub fn json_body(body: axum::body::Bytes) -> axum::response::Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 async fn route_not_found() -> AppError {

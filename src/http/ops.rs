@@ -94,26 +94,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .map(|(name, _)| name)
         .collect();
     if failed.is_empty() {
-        return Json(Readiness {
-            status: "ready",
-            checks,
-        })
-        .into_response();
+        return Json(Readiness { status: "ready", checks }).into_response();
     }
     let error = ErrorBody {
         code: "dependency_unavailable".into(),
         message: format!("unreachable: {}", failed.join(", ")),
         fields: Vec::new(),
     };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(NotReady {
-            error,
-            failed,
-            checks,
-        }),
-    )
-        .into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, Json(NotReady { error, failed, checks })).into_response()
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -122,14 +110,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// This API's OpenAPI 3.1 document.
@@ -137,9 +118,5 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (status = 200, content_type = "application/json", body = Object)
 ))]
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.openapi_json.clone(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.clone()).into_response()
 }

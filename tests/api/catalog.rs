@@ -4,7 +4,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::helpers::{backends, scale_out_backend, spawn_app, Backend, TestApp};
+use std::time::Duration;
+
+use wxshop::catalog::service::product_cache_key;
+
+use crate::helpers::{backends, scale_out_backend, spawn_app, spawn_app_with, Backend, TestApp};
 
 /// Walks every page of `path` (which has no cursor yet) and returns the items in order.
 async fn walk(app: &TestApp, path: &str) -> Vec<Value> {
@@ -39,10 +43,7 @@ async fn categories_are_listed_in_display_order() {
         assert_eq!(status, 200);
         let items = body["items"].as_array().unwrap();
         assert_eq!(items.len(), 5);
-        let orders: Vec<i64> = items
-            .iter()
-            .map(|c| c["sort_order"].as_i64().unwrap())
-            .collect();
+        let orders: Vec<i64> = items.iter().map(|c| c["sort_order"].as_i64().unwrap()).collect();
         assert!(orders.windows(2).all(|w| w[0] <= w[1]), "{orders:?}");
         assert_eq!(items[0]["name"], "茶饮");
     }
@@ -63,10 +64,7 @@ async fn walking_all_cursors_returns_every_product_exactly_once_in_order() {
         }
         // Newest first, no duplicates.
         assert!(expected.windows(2).all(|w| w[0] > w[1]));
-        assert_eq!(
-            expected.iter().collect::<HashSet<_>>().len(),
-            expected.len()
-        );
+        assert_eq!(expected.iter().collect::<HashSet<_>>().len(), expected.len());
 
         // The default page size is 20.
         let (_, first) = app.get_json("/api/v1/products").await;
@@ -104,17 +102,9 @@ async fn filters_by_category_and_title_across_pages() {
 
         // LIKE wildcards in the search text are literal.
         let (_, none) = app.get_json("/api/v1/products?q=%25").await;
-        assert_eq!(
-            none["items"].as_array().unwrap().len(),
-            0,
-            "`%` must not match everything"
-        );
+        assert_eq!(none["items"].as_array().unwrap().len(), 0, "`%` must not match everything");
         let (_, none) = app.get_json("/api/v1/products?q=_").await;
-        assert_eq!(
-            none["items"].as_array().unwrap().len(),
-            0,
-            "`_` must not match everything"
-        );
+        assert_eq!(none["items"].as_array().unwrap().len(), 0, "`_` must not match everything");
 
         // An unknown category is an empty list.
         let (status, body) = app.get_json("/api/v1/products?category_id=999999").await;
@@ -137,14 +127,8 @@ async fn product_detail_has_skus_with_prices_in_fen() {
             let skus = product["skus"].as_array().unwrap();
             assert!(!skus.is_empty());
             for sku in skus {
-                assert!(
-                    sku["id"].is_i64() && sku["title"].is_string() && sku["attributes"].is_object(),
-                    "{sku}"
-                );
-                assert!(
-                    sku["price_fen"].as_i64().unwrap() > 0,
-                    "money is integer fen: {sku}"
-                );
+                assert!(sku["id"].is_i64() && sku["title"].is_string() && sku["attributes"].is_object(), "{sku}");
+                assert!(sku["price_fen"].as_i64().unwrap() > 0, "money is integer fen: {sku}");
                 assert!(sku["stock"].as_i64().unwrap() >= 0);
             }
             let min_price = skus.iter().map(|s| s["price_fen"].as_i64().unwrap()).min();
@@ -202,25 +186,15 @@ async fn out_of_range_values_are_422_naming_the_fields() {
             let (status, body) = app.get_json(path).await;
             assert_eq!(status, 422, "{path}: {body}");
             assert_eq!(body["code"], "validation_failed");
-            let named: Vec<&str> = body["fields"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["field"].as_str().unwrap())
-                .collect();
+            let named: Vec<&str> =
+                body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
             assert_eq!(named, fields, "{path}");
         }
         let long = "茶".repeat(65);
-        let (status, body) = app
-            .get_json(&format!("/api/v1/products?limit=1000&q={long}"))
-            .await;
+        let (status, body) = app.get_json(&format!("/api/v1/products?limit=1000&q={long}")).await;
         assert_eq!(status, 422);
-        let named: Vec<&str> = body["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["field"].as_str().unwrap())
-            .collect();
+        let named: Vec<&str> =
+            body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
         assert_eq!(named, ["limit", "q"]);
     }
 }
@@ -241,10 +215,7 @@ async fn both_backends_serve_the_same_catalog() {
         }
         v
     };
-    assert_eq!(
-        embedded.get_json("/api/v1/categories").await,
-        scaled.get_json("/api/v1/categories").await
-    );
+    assert_eq!(embedded.get_json("/api/v1/categories").await, scaled.get_json("/api/v1/categories").await);
     let a = walk(&embedded, "/api/v1/products?limit=8").await;
     let b = walk(&scaled, "/api/v1/products?limit=8").await;
     assert_eq!(a, b);
@@ -253,4 +224,84 @@ async fn both_backends_serve_the_same_catalog() {
         let (_, y) = scaled.get_json(&format!("/api/v1/products/{id}")).await;
         assert_eq!(strip_times(x), strip_times(y), "product {id}");
     }
+}
+
+async fn rename_product(app: &TestApp, id: i64, title: &str) {
+    sqlx::query("UPDATE product SET title = ? WHERE id = ?")
+        .bind(title)
+        .bind(id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+}
+
+async fn title_of(app: &TestApp, id: i64) -> String {
+    let (status, body) = app.get_json(&format!("/api/v1/products/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["title"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn product_detail_is_cached_until_ttl_or_invalidation() {
+    for backend in backends() {
+        let app = spawn_app_with(&backend, |c| c.cache.catalog_ttl_secs = 1).await;
+        let original = title_of(&app, 3).await;
+        rename_product(&app, 3, "改名之后").await;
+        assert_eq!(title_of(&app, 3).await, original, "served from the cache");
+        if let Some(redis) = &app.state.redis {
+            let mut conn = redis.conn();
+            let ttl: i64 =
+                redis::cmd("PTTL").arg(redis.key(&product_cache_key(3))).query_async(&mut conn).await.unwrap();
+            assert!((1..=1_100).contains(&ttl), "cached in Redis under the test prefix with the TTL, got {ttl}");
+        }
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        assert_eq!(title_of(&app, 3).await, "改名之后", "expired after the TTL (+10% jitter at most)");
+
+        // Invalidation makes a change visible at once.
+        rename_product(&app, 3, "再次改名").await;
+        assert_eq!(title_of(&app, 3).await, "改名之后");
+        app.state.cache.invalidate(&product_cache_key(3)).await;
+        assert_eq!(title_of(&app, 3).await, "再次改名");
+    }
+}
+
+#[tokio::test]
+async fn a_zero_ttl_turns_the_catalog_cache_off() {
+    for backend in backends() {
+        let app = spawn_app_with(&backend, |c| c.cache.catalog_ttl_secs = 0).await;
+        title_of(&app, 5).await;
+        rename_product(&app, 5, "立即可见").await;
+        assert_eq!(title_of(&app, 5).await, "立即可见");
+    }
+}
+
+/// In scale-out the cache lives in Redis: an invalidation through one instance holds on every instance.
+#[tokio::test]
+async fn invalidation_holds_across_instances_sharing_redis() {
+    let Some(scale_out) = scale_out_backend() else {
+        return;
+    };
+    let a = spawn_app(&scale_out).await;
+    let b = a.spawn_peer().await;
+    let original = title_of(&a, 7).await;
+    assert_eq!(title_of(&b, 7).await, original);
+    rename_product(&a, 7, "跨实例").await;
+    assert_eq!(title_of(&b, 7).await, original, "B reads the shared cache entry");
+    a.state.cache.invalidate(&product_cache_key(7)).await;
+    assert_eq!(title_of(&b, 7).await, "跨实例");
+}
+
+/// A failing Redis degrades the cache to a miss; catalog reads keep working from the database.
+#[tokio::test]
+async fn catalog_reads_survive_a_redis_outage() {
+    let Some(Backend::ScaleOut { server_url, .. }) = scale_out_backend() else {
+        return;
+    };
+    let dead_redis = format!("redis://{}", crate::helpers::closed_port_address());
+    let backend = Backend::ScaleOut { server_url, redis_url: None };
+    let app = spawn_app_with(&backend, |c| c.redis_url = Some(wxshop::config::DsnUrl::new(dead_redis))).await;
+    let (status, body) = app.get_json("/api/v1/products/3").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app.get_json("/api/v1/categories").await;
+    assert_eq!(status, 200);
 }

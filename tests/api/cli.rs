@@ -18,42 +18,20 @@ fn wxshop() -> Command {
 fn config_prints_layered_values_with_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wxshop.toml");
-    std::fs::write(
-        &file,
-        "listen = \"0.0.0.0:9000\"\n[db]\nmax_connections = 7\nslow_statement_ms = 250\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "listen = \"0.0.0.0:9000\"\n[db]\nmax_connections = 7\nslow_statement_ms = 250\n").unwrap();
     let output = wxshop()
         .args(["--config", file.to_str().unwrap(), "config"])
-        .env(
-            "WXSHOP_DATABASE_URL",
-            "mysql://shop:hunter2@10.0.0.5:3306/shop",
-        )
+        .env("WXSHOP_DATABASE_URL", "mysql://shop:hunter2@10.0.0.5:3306/shop")
         .env("WXSHOP_DB__MAX_CONNECTIONS", "12")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
     let config: toml::Value = toml::from_str(&text).unwrap();
-    assert_eq!(
-        config["listen"].as_str(),
-        Some("0.0.0.0:9000"),
-        "from the file"
-    );
-    assert_eq!(
-        config["db"]["max_connections"].as_integer(),
-        Some(12),
-        "the environment wins over the file"
-    );
+    assert_eq!(config["listen"].as_str(), Some("0.0.0.0:9000"), "from the file");
+    assert_eq!(config["db"]["max_connections"].as_integer(), Some(12), "the environment wins over the file");
     assert_eq!(config["db"]["slow_statement_ms"].as_integer(), Some(250));
-    assert_eq!(
-        config["database_url"].as_str(),
-        Some("mysql://shop:***@10.0.0.5:3306/shop")
-    );
+    assert_eq!(config["database_url"].as_str(), Some("mysql://shop:***@10.0.0.5:3306/shop"));
     assert!(!text.contains("hunter2"));
 }
 
@@ -62,19 +40,9 @@ fn config_file_from_environment_variable() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("custom.toml");
     std::fs::write(&file, "mode = \"production\"\n").unwrap();
-    let output = wxshop()
-        .arg("config")
-        .env("WXSHOP_CONFIG", &file)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8(output.stdout)
-        .unwrap()
-        .contains("mode = \"production\""));
+    let output = wxshop().arg("config").env("WXSHOP_CONFIG", &file).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("mode = \"production\""));
 }
 
 #[test]
@@ -83,38 +51,23 @@ fn invalid_config_stops_start_up_naming_the_key() {
         ("WXSHOP_DB__MAX_CONNECTIONS", "lots", "db.max_connections"),
         ("WXSHOP_LISTEN", "not-an-address", "listen"),
         ("WXSHOP_MODE", "staging", "mode"),
-        (
-            "WXSHOP_DATABASE_URL",
-            "postgres://localhost/shop",
-            "database_url",
-        ),
+        ("WXSHOP_DATABASE_URL", "postgres://localhost/shop", "database_url"),
         ("WXSHOP_REDIS_URL", "http://localhost:6379", "redis_url"),
-        (
-            "WXSHOP_HTTP__REQUEST_TIMEOUT_MS",
-            "0",
-            "http.request_timeout_ms",
-        ),
+        ("WXSHOP_HTTP__REQUEST_TIMEOUT_MS", "0", "http.request_timeout_ms"),
     ] {
         let output = wxshop().arg("serve").env(key, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{key}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(named), "{key}={value}: {stderr}");
     }
-    let output = wxshop()
-        .args(["--config", "/nonexistent/wxshop.toml", "config"])
-        .output()
-        .unwrap();
+    let output = wxshop().args(["--config", "/nonexistent/wxshop.toml", "config"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
 
 #[test]
 fn production_mode_refuses_demo_data() {
-    let output = wxshop()
-        .arg("serve")
-        .env("WXSHOP_MODE", "production")
-        .env("WXSHOP_DB__SEED_DEMO", "true")
-        .output()
-        .unwrap();
+    let output =
+        wxshop().arg("serve").env("WXSHOP_MODE", "production").env("WXSHOP_DB__SEED_DEMO", "true").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("db.seed_demo"));
 }
@@ -123,27 +76,11 @@ fn production_mode_refuses_demo_data() {
 fn migrate_and_seed_demo_subcommands_work_on_a_fresh_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let migrate = wxshop()
-        .arg("migrate")
-        .env("WXSHOP_DATA_DIR", &data)
-        .output()
-        .unwrap();
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
+    let migrate = wxshop().arg("migrate").env("WXSHOP_DATA_DIR", &data).output().unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     assert!(data.join("wxshop.db").exists());
     for _ in 0..2 {
-        let seed = wxshop()
-            .arg("seed-demo")
-            .env("WXSHOP_DATA_DIR", &data)
-            .output()
-            .unwrap();
-        assert!(
-            seed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seed.stderr)
-        );
+        let seed = wxshop().arg("seed-demo").env("WXSHOP_DATA_DIR", &data).output().unwrap();
+        assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
     }
 }

@@ -1,8 +1,6 @@
 //! Liveness, readiness and metrics.
 
-use crate::helpers::{
-    backends, closed_port_address, spawn_app, spawn_app_with, stalling_server, Backend,
-};
+use crate::helpers::{backends, closed_port_address, spawn_app, spawn_app_with, stalling_server, Backend};
 use wxshop::config::DsnUrl;
 
 #[tokio::test]
@@ -15,11 +13,7 @@ async fn healthz_and_readyz_are_ok_when_dependencies_are_up() {
         let (status, body) = app.get_json("/readyz").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["checks"]["database"], "ok");
-        let expected_redis = if app.config.redis_url.is_some() {
-            "ok"
-        } else {
-            "not_configured"
-        };
+        let expected_redis = if app.config.redis_url.is_some() { "ok" } else { "not_configured" };
         assert_eq!(body["checks"]["redis"], expected_redis);
     }
 }
@@ -42,27 +36,20 @@ async fn readyz_names_redis_when_redis_is_unreachable() {
 #[tokio::test]
 async fn readyz_answers_in_bounded_time_when_redis_stalls() {
     let (address, _server) = stalling_server().await;
-    let app = spawn_app_with(&Backend::Embedded, |c| {
-        c.redis_url = Some(DsnUrl::new(format!("redis://{address}")))
-    })
-    .await;
+    let app =
+        spawn_app_with(&Backend::Embedded, |c| c.redis_url = Some(DsnUrl::new(format!("redis://{address}")))).await;
     let started = std::time::Instant::now();
     let (status, body) = app.get_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["failed"], serde_json::json!(["redis"]));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "readiness hung on a stalled Redis"
-    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "readiness hung on a stalled Redis");
 }
 
 #[tokio::test]
 async fn readyz_names_the_database_when_it_is_unreachable() {
     for backend in backends() {
         let unreachable = match &backend {
-            Backend::Embedded => {
-                "sqlite:///nonexistent-wxshop-dir/sub/wxshop.db?mode=rw".to_owned()
-            }
+            Backend::Embedded => "sqlite:///nonexistent-wxshop-dir/sub/wxshop.db?mode=rw".to_owned(),
             Backend::ScaleOut { .. } => format!("mysql://root@{}/wxshop", closed_port_address()),
         };
         let app = spawn_app_with(&backend, |c| {
@@ -75,13 +62,7 @@ async fn readyz_names_the_database_when_it_is_unreachable() {
         let (status, body) = app.get_json("/readyz").await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["code"], "dependency_unavailable");
-        assert!(
-            body["failed"]
-                .as_array()
-                .unwrap()
-                .contains(&"database".into()),
-            "{body}"
-        );
+        assert!(body["failed"].as_array().unwrap().contains(&"database".into()), "{body}");
         assert_eq!(app.get("/healthz").await.status(), 200);
 
         // A request that needs the database gets a clear 503, not a 500.
@@ -97,34 +78,18 @@ async fn metrics_count_requests_by_route_template_and_status() {
     let series = r#"http_requests_total{method="GET",route="/api/v1/products/{id}",status="404"}"#;
     let before = metric_value(&app.get("/metrics").await.text().await.unwrap(), series);
     for id in [900_001, 900_002, 900_003] {
-        assert_eq!(
-            app.get(&format!("/api/v1/products/{id}")).await.status(),
-            404
-        );
+        assert_eq!(app.get(&format!("/api/v1/products/{id}")).await.status(), 404);
     }
     let response = app.get("/metrics").await;
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     let after = metric_value(&text, series);
-    assert!(
-        after >= before + 3.0,
-        "{series}: before {before}, after {after}"
-    );
+    assert!(after >= before + 3.0, "{series}: before {before}, after {after}");
     // The raw path never becomes a label.
     assert!(!text.contains("900001"));
-    assert!(text.contains(
-        r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/products/{id}",le="#
-    ));
+    assert!(text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/products/{id}",le="#));
 }
 
 fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or(0.0)
+    text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap())).unwrap_or(0.0)
 }

@@ -10,14 +10,12 @@ use serde_json::Value;
 use sqlx::Connection;
 use wxshop::config::{Config, DsnUrl};
 use wxshop::startup::Application;
+use wxshop::state::AppState;
 
 #[derive(Debug, Clone)]
 pub enum Backend {
     Embedded,
-    ScaleOut {
-        server_url: String,
-        redis_url: Option<String>,
-    },
+    ScaleOut { server_url: String, redis_url: Option<String> },
 }
 
 impl Backend {
@@ -36,17 +34,9 @@ impl Backend {
 /// The backends this run covers.
 pub fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::Embedded];
-    if let Some(server_url) = std::env::var("WXSHOP_TEST_DATABASE_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
-        let redis_url = std::env::var("WXSHOP_TEST_REDIS_URL")
-            .ok()
-            .filter(|s| !s.is_empty());
-        all.push(Backend::ScaleOut {
-            server_url,
-            redis_url,
-        });
+    if let Some(server_url) = std::env::var("WXSHOP_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+        let redis_url = std::env::var("WXSHOP_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+        all.push(Backend::ScaleOut { server_url, redis_url });
     }
     all
 }
@@ -60,6 +50,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub config: Config,
+    /// The running application's state: its pools, cache and Redis, for arranging and inspecting.
+    pub state: AppState,
     _data_dir: tempfile::TempDir,
     cleanup: Cleanup,
 }
@@ -91,11 +83,7 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     config.db.seed_demo = Some(true);
     config.db.acquire_timeout_ms = 1_000;
     let mut cleanup = Cleanup::default();
-    if let Backend::ScaleOut {
-        server_url,
-        redis_url,
-    } = backend
-    {
+    if let Backend::ScaleOut { server_url, redis_url } = backend {
         let database = format!("wxshop_test_{test_id}");
         create_mysql_database(server_url, &database).await;
         config.database_url = Some(DsnUrl::new(mysql_url(server_url, &database)));
@@ -108,46 +96,46 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     customize(&mut config);
     config.validate().expect("test config is valid");
 
-    let app = Application::build(config.clone())
-        .await
-        .expect("application starts");
+    let (address, state) = start(config.clone()).await;
+    TestApp { address, client: http_client(), config, state, _data_dir: data_dir, cleanup }
+}
+
+async fn start(config: Config) -> (String, AppState) {
+    let app = Application::build(config).await.expect("application starts");
     let address = format!("http://{}", app.local_addr());
+    let state = app.state();
     tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    TestApp {
-        address,
-        client,
-        config,
-        _data_dir: data_dir,
-        cleanup,
-    }
+    (address, state)
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 impl TestApp {
+    /// Another instance of the same deployment: same database, same Redis and key prefix, its own port and
+    /// process-local state. The first app owns the clean-up.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let mut config = self.config.clone();
+        config.db.seed_demo = Some(false);
+        let (address, state) = start(config.clone()).await;
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestApp { address, client: http_client(), config, state, _data_dir: data_dir, cleanup: Cleanup::default() }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
     /// GET and parse the JSON body, returning the status too.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.get(path).await;
         let status = response.status().as_u16();
-        let body = response
-            .json::<Value>()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
+        let body = response.json::<Value>().await.unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
         (status, body)
     }
 }
@@ -160,16 +148,11 @@ impl Drop for TestApp {
         }
         // Drop runs inside the test's runtime; do the async clean-up on a thread with a runtime of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 if let Some((server_url, database)) = cleanup.mysql {
                     if let Ok(mut conn) = sqlx::AnyConnection::connect(&server_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
                     }
                 }
                 if let Some((redis_url, prefix)) = cleanup.redis {
@@ -192,30 +175,20 @@ async fn create_mysql_database(server_url: &str, database: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(server_url)
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach the test MySQL server at WXSHOP_TEST_DATABASE_URL: {e}")
-        });
-    sqlx::query(&format!(
-        "CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the test database");
+        .unwrap_or_else(|e| panic!("cannot reach the test MySQL server at WXSHOP_TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
     let _ = conn.close().await;
 }
 
 async fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await?;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
     if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async::<()>(&mut conn)
-            .await?;
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
     }
     Ok(())
 }
@@ -223,10 +196,7 @@ async fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResul
 /// `TEST_LOG=1` shows the application's logs in test output.
 fn init_test_logging() {
     if std::env::var("TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,sqlx=warn")
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
     }
 }
 

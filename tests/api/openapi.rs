@@ -9,11 +9,7 @@ async fn every_documented_operation_is_served() {
     let app = spawn_app(&Backend::Embedded).await;
     let (status, spec) = app.get_json("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(
-        spec["openapi"].as_str().unwrap().starts_with("3.1"),
-        "OpenAPI 3.1: {}",
-        spec["openapi"]
-    );
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "OpenAPI 3.1: {}", spec["openapi"]);
     let paths = spec["paths"].as_object().unwrap();
     for expected in [
         "/healthz",
@@ -31,12 +27,7 @@ async fn every_documented_operation_is_served() {
         let concrete = path.replace("{id}", "1");
         for method in item.as_object().unwrap().keys() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let response = app
-                .client
-                .request(method.clone(), app.url(&concrete))
-                .send()
-                .await
-                .unwrap();
+            let response = app.client.request(method.clone(), app.url(&concrete)).send().await.unwrap();
             let status = response.status().as_u16();
             let body = response.text().await.unwrap();
             assert!(
@@ -55,29 +46,22 @@ async fn every_documented_operation_is_served() {
 #[test]
 fn no_route_bypasses_the_openapi_router() {
     let mut offenders = Vec::new();
-    visit(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut |file, text| {
-            for (n, line) in text.lines().enumerate() {
-                let code = line.trim_start();
-                if code.starts_with("//") {
-                    continue;
-                }
-                if code.contains(".route(")
-                    || code.contains(".route_service(")
-                    || code.contains(".nest(")
-                    || code.contains(".nest_service(")
-                {
-                    offenders.push(format!("{}:{}: {}", file.display(), n + 1, code));
-                }
+    visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut |file, text| {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
             }
-        },
-    );
-    assert!(
-        offenders.is_empty(),
-        "routes added outside `routes!`:\n{}",
-        offenders.join("\n")
-    );
+            if code.contains(".route(")
+                || code.contains(".route_service(")
+                || code.contains(".nest(")
+                || code.contains(".nest_service(")
+            {
+                offenders.push(format!("{}:{}: {}", file.display(), n + 1, code));
+            }
+        }
+    });
+    assert!(offenders.is_empty(), "routes added outside `routes!`:\n{}", offenders.join("\n"));
 }
 
 fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) {
@@ -99,15 +83,7 @@ async fn docs_ui_is_served_from_the_binary() {
     assert!(page.text().await.unwrap().contains("swagger-ui"));
     let script = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(script.status(), 200);
-    assert!(
-        script.bytes().await.unwrap().len() > 100_000,
-        "the UI bundle is built in"
-    );
-    let config = app
-        .get("/docs/swagger-initializer.js")
-        .await
-        .text()
-        .await
-        .unwrap();
+    assert!(script.bytes().await.unwrap().len() > 100_000, "the UI bundle is built in");
+    let config = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
     assert!(config.contains("/openapi.json"), "{config}");
 }

@@ -11,11 +11,7 @@ use crate::helpers::stalling_server;
 /// An app whose `/readyz` takes about a second (Redis stalls until its 1 s response timeout).
 async fn app_with_slow_readyz(
     shutdown_timeout_ms: u64,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (redis_address, _server) = stalling_server().await;
     std::mem::forget(_server); // keep stalling for the rest of the test
     let dir = tempfile::tempdir().unwrap().keep();
@@ -46,37 +42,23 @@ async fn in_flight_requests_finish_during_shutdown() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.send(()).unwrap();
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request got its response");
+    let response = in_flight.await.unwrap().expect("the in-flight request got its response");
     assert_eq!(response.status(), 503, "readiness answered (Redis stalls)");
     server.await.unwrap().unwrap();
-    assert!(
-        client
-            .get(format!("{address}/healthz"))
-            .send()
-            .await
-            .is_err(),
-        "no longer accepting"
-    );
+    assert!(client.get(format!("{address}/healthz")).send().await.is_err(), "no longer accepting");
 }
 
 #[tokio::test]
 async fn shutdown_wait_is_bounded() {
     let (address, stop, server) = app_with_slow_readyz(100).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let _in_flight =
-        tokio::spawn(async move { client.get(format!("{address}/readyz")).send().await });
+    let _in_flight = tokio::spawn(async move { client.get(format!("{address}/readyz")).send().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(800),
-        "shutdown waited {took:?} despite a 100 ms bound"
-    );
+    assert!(took < Duration::from_millis(800), "shutdown waited {took:?} despite a 100 ms bound");
 }
 
 #[test]
@@ -101,24 +83,13 @@ fn sigterm_stops_the_binary_cleanly() {
             break address.to_owned();
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let status = runtime.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        client
-            .get(format!("http://{address}/api/v1/products?limit=1"))
-            .send()
-            .await
-            .unwrap()
-            .status()
+        client.get(format!("http://{address}/api/v1/products?limit=1")).send().await.unwrap().status()
     });
     assert_eq!(status, 200, "serves the seeded catalog");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -126,10 +97,7 @@ fn sigterm_stops_the_binary_cleanly() {
             assert!(exit.success(), "exit status {exit:?}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "did not stop within 10 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "did not stop within 10 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
