@@ -188,6 +188,17 @@ impl Config {
         if self.http.request_timeout_ms == 0 {
             return Err(ConfigError("invalid config key `http.request_timeout_ms`: must be positive".into()));
         }
+        for origin in &self.http.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok()
+                    && !origin.ends_with('/'));
+            if !valid {
+                return Err(ConfigError(format!(
+                    "invalid config key `http.cors_origins`: `{origin}` is not an origin like https://shop.example or *"
+                )));
+            }
+        }
         if self.mode == Mode::Production && self.seed_demo() {
             return Err(ConfigError(
                 "invalid config key `db.seed_demo`: demo data is refused in production mode".into(),

@@ -54,6 +54,8 @@ fn invalid_config_stops_start_up_naming_the_key() {
         ("WXSHOP_DATABASE_URL", "postgres://localhost/shop", "database_url"),
         ("WXSHOP_REDIS_URL", "http://localhost:6379", "redis_url"),
         ("WXSHOP_HTTP__REQUEST_TIMEOUT_MS", "0", "http.request_timeout_ms"),
+        ("WXSHOP_HTTP__CORS_ORIGINS", "[\"shop.example\"]", "http.cors_origins"),
+        ("WXSHOP_NO_SUCH_KEY", "1", "no_such_key"),
     ] {
         let output = wxshop().arg("serve").env(key, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{key}={value}");
@@ -83,4 +85,34 @@ fn migrate_and_seed_demo_subcommands_work_on_a_fresh_data_dir() {
         let seed = wxshop().arg("seed-demo").env("WXSHOP_DATA_DIR", &data).output().unwrap();
         assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
     }
+}
+
+/// Statements slower than `db.slow_statement_ms` are logged at warn with their SQL text; faster ones are not.
+#[test]
+fn slow_statements_are_logged_at_warn_with_their_sql() {
+    let slow_lines = |threshold_ms: &str| -> Vec<serde_json::Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let output = wxshop()
+            .arg("seed-demo")
+            .env("WXSHOP_DATA_DIR", dir.path())
+            .env("WXSHOP_DB__SLOW_STATEMENT_MS", threshold_ms)
+            .env("WXSHOP_LOG__FORMAT", "json")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with("slow statement")))
+            .collect()
+    };
+    let everything_is_slow = slow_lines("0");
+    let insert = everything_is_slow
+        .iter()
+        .find(|e| e["fields"]["summary"].as_str().is_some_and(|s| s.contains("INSERT INTO product")))
+        .expect("the product INSERT is logged as slow");
+    assert_eq!(insert["level"], "WARN");
+    assert_eq!(insert["target"], "sqlx::query");
+    assert!(slow_lines("60000").is_empty(), "nothing is slower than a minute");
 }
