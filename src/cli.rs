@@ -30,6 +30,32 @@ pub enum Command {
     SeedDemo,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Manage back-office accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Run the WeChat simulator alone (development and tests only; refused in production mode).
+    Simulator {
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = crate::simulator::SIM_APP_ID)]
+        app_id: String,
+        #[arg(long, default_value = crate::simulator::SIM_APP_SECRET)]
+        app_secret: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account. The password is read from `--password-file`, or else the first line of stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// `admin`, `operator` or `viewer`.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +90,23 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The password from a file (first line) or from stdin (first line), never from the command line.
+fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    if password.is_empty() {
+        anyhow::bail!("no password given (use --password-file or pipe it on stdin)");
+    }
+    Ok(password)
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
@@ -95,5 +138,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         // Printed before the runtime starts (see `main`); nothing to do here.
         Command::Config => Ok(()),
+        Command::Admin(AdminCommand::Create { username, role, password_file }) => {
+            let password = read_password(password_file.as_deref())?;
+            let db = Db::connect_lazy(&config)?;
+            db.migrate().await?;
+            let id = crate::admins::service::create_admin(&db, &username, &role, &password).await?;
+            db.close().await;
+            println!("created admin account {username} (id {id}, role {role})");
+            Ok(())
+        }
+        Command::Simulator { listen, app_id, app_secret } => {
+            if config.mode == crate::config::Mode::Production {
+                anyhow::bail!("the WeChat simulator is refused in production mode");
+            }
+            crate::simulator::serve(listen, &app_id, &app_secret).await
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Run mode. `production` refuses unsafe defaults (demo data, simulators, weak secrets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -47,7 +47,63 @@ pub struct Config {
     pub db: DbConfig,
     pub http: HttpConfig,
     pub cache: CacheConfig,
+    pub auth: AuthConfig,
+    pub wechat: WechatConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+/// The development JWT key: refused in production mode.
+pub const DEV_JWT_SECRET: &str = "wxshop-dev-jwt-secret-not-for-production-use";
+/// The development data key (base64 of 32 bytes): refused in production mode.
+pub const DEV_DATA_KEY: &str = "d3hzaG9wLWRldi1kYXRhLWtleS1ub3QtZm9yLXByb2Q=";
+/// The longest clock skew accepted on token times.
+pub const MAX_LEEWAY_SECS: u64 = 30;
+/// The longest WeChat timeout accepted.
+pub const MAX_WECHAT_TIMEOUT_MS: u64 = 3_000;
+
+/// Tokens and secrets at rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key signing access tokens; at least 32 bytes in production.
+    pub jwt_secret: Secret,
+    /// Earlier keys, accepted for verification only while tokens signed with them expire (rotation).
+    pub jwt_previous_keys: Vec<Secret>,
+    /// `iss` of every token.
+    pub issuer: String,
+    pub access_ttl_secs: u64,
+    /// A refresh token unused this long expires.
+    pub refresh_idle_ttl_secs: u64,
+    /// A login's refresh tokens all expire this long after the login, however used.
+    pub refresh_absolute_ttl_secs: u64,
+    /// A retired refresh token presented again within this window gets the same successor (a client retry);
+    /// later, it revokes the whole family (reuse).
+    pub refresh_grace_secs: u64,
+    /// Clock skew tolerated on `exp`/`iat`, at most 30 s.
+    pub leeway_secs: u64,
+    /// Base64 of 32 bytes: encrypts secrets at rest (WeChat session keys) and derives refresh-token successors.
+    pub data_key: Secret,
+}
+
+/// The WeChat mini-program this shop serves. Without `app_id`, dev mode runs the built-in simulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatConfig {
+    pub app_id: Option<String>,
+    pub app_secret: Option<Secret>,
+    /// Base URL of the WeChat API (the simulator's, in dev mode without `app_id`).
+    pub api_base: String,
+    /// Connect and read timeout of each WeChat call, at most 3000.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Failed logins for one username within the window before logins are refused with 429.
+    pub lockout_failures: u64,
+    pub lockout_window_secs: u64,
 }
 
 /// Connection pool tuning and database behaviour. Unset pool sizes take a default that suits the backend.
@@ -126,6 +182,24 @@ impl Default for Config {
                 shutdown_timeout_ms: 20_000,
             },
             cache: CacheConfig { catalog_ttl_secs: 60 },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(DEV_JWT_SECRET),
+                jwt_previous_keys: Vec::new(),
+                issuer: "wxshop".into(),
+                access_ttl_secs: 15 * 60,
+                refresh_idle_ttl_secs: 7 * 24 * 3600,
+                refresh_absolute_ttl_secs: 30 * 24 * 3600,
+                refresh_grace_secs: 10,
+                leeway_secs: MAX_LEEWAY_SECS,
+                data_key: Secret::new(DEV_DATA_KEY),
+            },
+            wechat: WechatConfig {
+                app_id: None,
+                app_secret: None,
+                api_base: "https://api.weixin.qq.com".into(),
+                timeout_ms: MAX_WECHAT_TIMEOUT_MS,
+            },
+            admin: AdminConfig { lockout_failures: 10, lockout_window_secs: 15 * 60 },
             log: LogConfig { filter: "info".into(), format: None },
         }
     }
@@ -199,12 +273,80 @@ impl Config {
                 )));
             }
         }
+        self.validate_auth()?;
+        self.validate_wechat()?;
         if self.mode == Mode::Production && self.seed_demo() {
             return Err(ConfigError(
                 "invalid config key `db.seed_demo`: demo data is refused in production mode".into(),
             ));
         }
         Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let key = |name: &str, why: &str| Err(ConfigError(format!("invalid config key `auth.{name}`: {why}")));
+        if auth.jwt_secret.expose().len() < 32 {
+            return key("jwt_secret", "must be at least 32 bytes");
+        }
+        if self.mode == Mode::Production && auth.jwt_secret.expose() == DEV_JWT_SECRET {
+            return key("jwt_secret", "the development default is refused in production mode");
+        }
+        if auth.jwt_previous_keys.iter().any(|k| k.expose().len() < 32) {
+            return key("jwt_previous_keys", "every key must be at least 32 bytes");
+        }
+        if self.data_key().is_err() {
+            return key("data_key", "must be the base64 of exactly 32 bytes");
+        }
+        if self.mode == Mode::Production && auth.data_key.expose() == DEV_DATA_KEY {
+            return key("data_key", "the development default is refused in production mode");
+        }
+        if auth.leeway_secs > MAX_LEEWAY_SECS {
+            return key("leeway_secs", "must be at most 30");
+        }
+        if auth.access_ttl_secs == 0 || auth.refresh_idle_ttl_secs == 0 {
+            return key("access_ttl_secs", "token lifetimes must be positive");
+        }
+        if auth.refresh_absolute_ttl_secs < auth.refresh_idle_ttl_secs {
+            return key("refresh_absolute_ttl_secs", "must not be shorter than refresh_idle_ttl_secs");
+        }
+        Ok(())
+    }
+
+    fn validate_wechat(&self) -> Result<(), ConfigError> {
+        let wechat = &self.wechat;
+        if wechat.timeout_ms == 0 || wechat.timeout_ms > MAX_WECHAT_TIMEOUT_MS {
+            return Err(ConfigError("invalid config key `wechat.timeout_ms`: must be between 1 and 3000".into()));
+        }
+        if wechat.app_id.is_some() != wechat.app_secret.is_some() {
+            return Err(ConfigError(
+                "invalid config key `wechat.app_secret`: set both wechat.app_id and wechat.app_secret".into(),
+            ));
+        }
+        if self.mode == Mode::Production && wechat.app_id.is_none() {
+            return Err(ConfigError(
+                "invalid config key `wechat.app_id`: required in production mode (the WeChat simulator is for development only)".into(),
+            ));
+        }
+        url::Url::parse(&wechat.api_base)
+            .map_err(|e| ConfigError(format!("invalid config key `wechat.api_base`: {e}")))?;
+        Ok(())
+    }
+
+    /// The 32-byte data key.
+    pub fn data_key(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(self.auth.data_key.expose()).map_err(|e| e.to_string())?;
+        if bytes.len() != 32 {
+            return Err(format!("expected 32 bytes, got {}", bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the built-in WeChat simulator stands in for WeChat (dev mode, no app id configured).
+    pub fn wechat_simulated(&self) -> bool {
+        self.mode == Mode::Dev && self.wechat.app_id.is_none()
     }
 
     /// The effective database URL (the embedded SQLite file when none is configured).
@@ -240,9 +382,42 @@ impl Config {
 
     /// The configuration as TOML, secrets redacted: what `wxshop config` prints.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+        let mut value = match toml::Value::try_from(self) {
+            Ok(value) => value,
+            Err(e) => return format!("# cannot render config: {e}"),
+        };
+        for (table, key) in SECRET_KEYS {
+            let slot = match table {
+                Some(t) => value.get_mut(t).and_then(|v| v.get_mut(key)),
+                None => value.get_mut(key),
+            };
+            if let Some(slot) = slot {
+                *slot = match slot {
+                    toml::Value::Array(items) => {
+                        toml::Value::Array(items.iter().map(|_| "[redacted]".into()).collect())
+                    }
+                    _ => "[redacted]".into(),
+                };
+            }
+        }
+        for key in ["database_url", "redis_url"] {
+            if let Some(slot) = value.get_mut(key) {
+                if let Some(url) = slot.as_str() {
+                    *slot = DsnUrl::new(url).redacted().into();
+                }
+            }
+        }
+        toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 }
+
+/// Keys whose values `wxshop config` never prints.
+const SECRET_KEYS: &[(Option<&str>, &str)] = &[
+    (Some("auth"), "jwt_secret"),
+    (Some("auth"), "jwt_previous_keys"),
+    (Some("auth"), "data_key"),
+    (Some("wechat"), "app_secret"),
+];
 
 fn db_kind(url: &str) -> Result<DbKind, String> {
     match url.split("://").next().unwrap_or_default() {
@@ -270,13 +445,35 @@ fn describe_figment_error(error: figment::Error) -> String {
         .join("; ")
 }
 
+/// A secret value: `Debug` prints `[redacted]`, and `wxshop config` redacts it. (It serializes in the clear:
+/// the layered loader builds its defaults by serializing `Config::default()`.)
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// A configuration error; its message names the offending key.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// A connection URL that may carry a password: `Debug` and `Serialize` mask the password.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+/// A connection URL that may carry a password: `Debug` masks the password (`wxshop config` does too).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct DsnUrl(String);
 
@@ -308,12 +505,6 @@ impl fmt::Debug for DsnUrl {
     }
 }
 
-impl Serialize for DsnUrl {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.redacted())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,8 +514,14 @@ mod tests {
         let url = DsnUrl::new("mysql://shop:s3cret@db.internal:3306/shop");
         assert_eq!(url.redacted(), "mysql://shop:***@db.internal:3306/shop");
         assert!(!format!("{url:?}").contains("s3cret"));
-        let cfg = Config { database_url: Some(url), ..Config::default() };
-        assert!(!cfg.to_redacted_toml().contains("s3cret"));
+        let mut cfg = Config { database_url: Some(url), ..Config::default() };
+        cfg.wechat.app_secret = Some(Secret::new("wechat-secret-value"));
+        cfg.auth.jwt_previous_keys = vec![Secret::new("previous-key-value-previous-key-value")];
+        let printed = cfg.to_redacted_toml();
+        for secret in ["s3cret", DEV_JWT_SECRET, DEV_DATA_KEY, "wechat-secret-value", "previous-key-value"] {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        assert!(printed.contains("mysql://shop:***@db.internal:3306/shop"));
     }
 
     #[test]
@@ -341,11 +538,43 @@ mod tests {
         assert!(err.contains("database_url"), "{err}");
     }
 
+    fn production() -> Config {
+        let mut cfg = Config { mode: Mode::Production, ..Config::default() };
+        cfg.auth.jwt_secret = Secret::new("a-production-secret-of-at-least-32-bytes!");
+        cfg.auth.data_key = Secret::new("cHJvZHVjdGlvbi1kYXRhLWtleS0zMi1ieXRlcy1sb24=");
+        cfg.wechat.app_id = Some("wx0123456789".into());
+        cfg.wechat.app_secret = Some(Secret::new("s"));
+        cfg
+    }
+
     #[test]
     fn production_refuses_demo_seed() {
-        let mut cfg = Config { mode: Mode::Production, ..Config::default() };
-        assert!(cfg.validate().is_ok(), "production defaults do not seed");
+        let mut cfg = production();
+        assert!(cfg.validate().is_ok(), "production defaults do not seed: {:?}", cfg.validate());
         cfg.db.seed_demo = Some(true);
         assert!(cfg.validate().unwrap_err().to_string().contains("db.seed_demo"));
+    }
+
+    #[test]
+    fn production_refuses_weak_or_default_secrets() {
+        for (mutate, key) in [
+            (
+                Box::new(|c: &mut Config| c.auth.jwt_secret = Secret::new(DEV_JWT_SECRET)) as Box<dyn Fn(&mut Config)>,
+                "auth.jwt_secret",
+            ),
+            (Box::new(|c: &mut Config| c.auth.jwt_secret = Secret::new("short")), "auth.jwt_secret"),
+            (Box::new(|c: &mut Config| c.auth.data_key = Secret::new(DEV_DATA_KEY)), "auth.data_key"),
+            (Box::new(|c: &mut Config| c.auth.data_key = Secret::new("dG9vIHNob3J0")), "auth.data_key"),
+            (Box::new(|c: &mut Config| c.wechat.app_id = None), "wechat.app_id"),
+            (Box::new(|c: &mut Config| c.auth.leeway_secs = 31), "auth.leeway_secs"),
+            (Box::new(|c: &mut Config| c.wechat.timeout_ms = 5_000), "wechat.timeout_ms"),
+        ] {
+            let mut cfg = production();
+            mutate(&mut cfg);
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        assert!(Config::default().validate().is_ok(), "dev defaults are valid");
+        assert!(!format!("{:?}", production().auth).contains("production-secret"));
     }
 }

@@ -54,6 +54,15 @@ pub enum AppError {
     /// 413 `payload_too_large`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 401 with a code; carries `WWW-Authenticate: Bearer`.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// 403 with a code.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 429 with a code and, when known, how many seconds until a retry can succeed (`Retry-After`).
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after_secs: Option<u64> },
     /// 409 with a domain code.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -78,6 +87,18 @@ impl AppError {
         AppError::Validation(vec![FieldError::new(field, message)])
     }
 
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Unauthorized { code, message: message.into() }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Forbidden { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict { code, message: message.into() }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -85,6 +106,9 @@ impl AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,7 +123,11 @@ impl AppError {
             AppError::Validation(_) => "validation_failed".into(),
             AppError::UnsupportedMediaType => "unsupported_media_type".into(),
             AppError::PayloadTooLarge => "payload_too_large".into(),
-            AppError::Conflict { code, .. } | AppError::Unavailable { code, .. } => (*code).into(),
+            AppError::Conflict { code, .. }
+            | AppError::Unavailable { code, .. }
+            | AppError::Unauthorized { code, .. }
+            | AppError::Forbidden { code, .. }
+            | AppError::TooManyRequests { code, .. } => (*code).into(),
             AppError::Internal(_) => "internal_error".into(),
         }
     }
@@ -131,6 +159,19 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let code = self.code();
+        let mut headers = axum::http::HeaderMap::new();
+        match &self {
+            AppError::Unauthorized { code, .. } => {
+                let value = format!("Bearer error=\"invalid_token\", error_description=\"{code}\"");
+                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                    headers.insert(axum::http::header::WWW_AUTHENTICATE, value);
+                }
+            }
+            AppError::TooManyRequests { retry_after_secs: Some(secs), .. } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*secs));
+            }
+            _ => {}
+        }
         let (message, fields) = match self {
             AppError::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
@@ -139,7 +180,7 @@ impl IntoResponse for AppError {
             AppError::Validation(fields) => ("validation failed".to_owned(), fields),
             other => (other.to_string(), Vec::new()),
         };
-        (status, Json(ErrorBody { code, message, fields })).into_response()
+        (status, headers, Json(ErrorBody { code, message, fields })).into_response()
     }
 }
 

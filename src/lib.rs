@@ -1,15 +1,22 @@
 //! wxshop: the backend of a WeChat mini-program shop. One binary, embedded (SQLite, in-process) or scale-out
 //! (MySQL/MariaDB + Redis), one code path.
 
+pub mod admins;
+pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod counters;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod kv;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod users;
+pub mod wechat;

@@ -10,12 +10,19 @@ use axum::body::Bytes;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::admins::service::hash_password;
+use crate::auth::revocation::Revocations;
+use crate::auth::tokens::TokenKeys;
 use crate::cache::Cache;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Secret};
+use crate::counters::Counters;
+use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::kv::Redis;
+use crate::simulator::wechat::WechatSimulator;
 use crate::state::{App, AppState};
-use crate::{catalog, http, telemetry};
+use crate::wechat::WechatClient;
+use crate::{catalog, http, simulator, telemetry};
 
 pub struct Application {
     listener: TcpListener,
@@ -38,6 +45,10 @@ impl Application {
                 tracing::info!("seeded the demo catalog into an empty database");
             }
         }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {} (config key `listen`)", config.listen))?;
+        let local_addr = listener.local_addr()?;
         let redis = Redis::from_config(&config)?;
         if config.mode == Mode::Dev {
             tracing::warn!(
@@ -46,18 +57,38 @@ impl Application {
                 "running in DEV mode: demo data and development defaults are enabled; set WXSHOP_MODE=production for real traffic"
             );
         }
+        let (wechat, wechat_simulator) = wechat_client(&config, local_addr, redis.clone())?;
+        let data_key = config.data_key().map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
+        let secret_box =
+            SecretBox::new(&data_key).map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
+        let refresh_key = crate::crypto::hmac_sha256(&data_key, b"wxshop refresh-token successor key").to_vec();
+        let dummy_password_hash =
+            tokio::task::spawn_blocking(|| hash_password(&crate::crypto::random_token(24))).await??;
 
         let (api, openapi) = http::api_router().split_for_parts();
         let openapi_json = Bytes::from(openapi.to_json().context("rendering the OpenAPI document")?);
         let metrics = telemetry::prometheus();
         spawn_metrics_upkeep(metrics.clone());
-        let cache = Cache::new(redis.clone());
-        let state = AppState(Arc::new(App { config: config.clone(), db, redis, cache, metrics, openapi_json }));
-        let router = http::with_middleware(api.merge(http::docs_ui()).with_state(state.clone()), &config);
-
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {} (config key `listen`)", config.listen))?;
+        let state = AppState(Arc::new(App {
+            config: config.clone(),
+            revocations: Revocations::new(redis.clone(), &db).await,
+            db,
+            cache: Cache::new(redis.clone()),
+            counters: Counters::new(redis.clone()),
+            redis,
+            tokens: TokenKeys::new(&config.auth),
+            secret_box,
+            refresh_key,
+            dummy_password_hash,
+            wechat,
+            metrics,
+            openapi_json,
+        }));
+        let mut router = api.merge(http::docs_ui());
+        if let Some(simulator) = wechat_simulator {
+            router = simulator::mount(router, simulator);
+        }
+        let router = http::with_middleware(router.with_state(state.clone()), &config);
         Ok(Application { listener, router, state })
     }
 
@@ -102,6 +133,36 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The WeChat client: against the configured app, or, in dev mode without one, against the simulator mounted on
+/// this server's own port (returned, to be mounted).
+fn wechat_client(
+    config: &Config,
+    local_addr: SocketAddr,
+    redis: Option<Redis>,
+) -> anyhow::Result<(WechatClient, Option<Arc<WechatSimulator>>)> {
+    let timeout = Duration::from_millis(config.wechat.timeout_ms);
+    if !config.wechat_simulated() {
+        let app_id = config.wechat.app_id.as_deref().unwrap_or_default();
+        let secret = config.wechat.app_secret.clone().unwrap_or_else(|| Secret::new(""));
+        return Ok((WechatClient::new(&config.wechat.api_base, app_id, secret, timeout, redis)?, None));
+    }
+    let host = if local_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
+    } else {
+        local_addr
+    };
+    let base = format!("http://{host}{}/wechat", simulator::MOUNT_PATH);
+    tracing::warn!(
+        api_base = %base,
+        app_id = simulator::SIM_APP_ID,
+        "WeChat SIMULATOR in use: no wechat.app_id configured, logins accept simulator codes (NAME or NAME:NONCE). Development only."
+    );
+    let client =
+        WechatClient::new(&base, simulator::SIM_APP_ID, Secret::new(simulator::SIM_APP_SECRET), timeout, redis)?;
+    let simulator = Arc::new(WechatSimulator::new(simulator::SIM_APP_ID, simulator::SIM_APP_SECRET));
+    Ok((client, Some(simulator)))
 }
 
 /// Histograms buffer samples until rendered; drain them even when nobody scrapes.

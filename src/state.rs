@@ -6,10 +6,15 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::revocation::Revocations;
+use crate::auth::tokens::TokenKeys;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::counters::Counters;
+use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::kv::Redis;
+use crate::wechat::WechatClient;
 
 pub struct App {
     pub config: Arc<Config>,
@@ -18,6 +23,19 @@ pub struct App {
     pub redis: Option<Redis>,
     /// Response cache: moka in process, or Redis when configured.
     pub cache: Cache,
+    /// Login-failure counters (and later rate limits): in process, or Redis when configured.
+    pub counters: Counters,
+    /// Access-token keys.
+    pub tokens: TokenKeys,
+    /// The deny-list of tokens, sessions and banned subjects.
+    pub revocations: Revocations,
+    /// Seals secrets stored in the database (WeChat session keys).
+    pub secret_box: SecretBox,
+    /// Derives refresh-token successors (from `auth.data_key`).
+    pub refresh_key: Vec<u8>,
+    /// Checked when an admin username does not exist, so that costs what a wrong password costs.
+    pub dummy_password_hash: String,
+    pub wechat: WechatClient,
     pub metrics: PrometheusHandle,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi_json: Bytes,

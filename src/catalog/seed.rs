@@ -74,7 +74,7 @@ const DEMO: &[(&str, &str, &[DemoProduct])] = &[
 
 /// Seeds the demo catalog if the catalog is empty. Returns whether it seeded.
 pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     if store::count_categories_locked(&mut *tx, db.dialect).await? > 0 {
         return Ok(false);
     }

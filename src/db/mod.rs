@@ -33,6 +33,15 @@ impl Dialect {
         }
     }
 
+    /// Start of an INSERT that skips rows violating a unique key, reporting 0 affected rows for them.
+    /// (MySQL's `ON DUPLICATE KEY UPDATE id = id` cannot tell: sqlx sets CLIENT_FOUND_ROWS, so both count 1.)
+    pub fn insert_ignore(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INSERT OR IGNORE",
+            Dialect::MySql => "INSERT IGNORE",
+        }
+    }
+
     /// Suffix of a locking read. InnoDB locks the rows (and gaps) read until commit; SQLite has no row locks and
     /// needs none: a write transaction there already excludes every other writer.
     pub fn for_update(self) -> &'static str {
@@ -126,6 +135,15 @@ impl Db {
         };
         migrator.run(&self.pool).await.context("applying database migrations")?;
         Ok(())
+    }
+
+    /// Begins a transaction that writes. On SQLite, `BEGIN IMMEDIATE` takes the write lock at once, so concurrent
+    /// writers queue on `busy_timeout` instead of failing with SQLITE_BUSY when upgrading a read snapshot.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::MySql => self.pool.begin().await,
+        }
     }
 
     /// A round trip to the database, for readiness.

@@ -42,8 +42,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if field == "." { "body".to_owned() } else { field };
-                AppError::Validation(vec![FieldError::new(field, inner.to_string())])
+                let message = inner.to_string();
+                // serde reports an unknown field at its parent; name the field itself.
+                let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+                let field = match (unknown, field.as_str()) {
+                    (Some(name), ".") => name.to_owned(),
+                    (Some(name), parent) if parent.ends_with(name) => parent.to_owned(),
+                    (Some(name), parent) => format!("{parent}.{name}"),
+                    (None, ".") => "body".to_owned(),
+                    (None, _) => field,
+                };
+                AppError::Validation(vec![FieldError::new(field, message)])
             }
             _ => AppError::InvalidJson(format!("malformed JSON: {inner}")),
         }

@@ -29,18 +29,42 @@ use crate::state::AppState;
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document"),
         (name = "catalog", description = "Categories, products and SKUs"),
-    )
+        (name = "auth", description = "WeChat login and sessions"),
+        (name = "users", description = "The signed-in user"),
+        (name = "admin", description = "Back office"),
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme the authenticated routes refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 /// Every documented route. Routes are only ever added here, through `routes!`, so the OpenAPI document and the
 /// router cannot disagree (a test walks the document against the server).
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::router()).merge(crate::catalog::routes::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ops::router())
+        .merge(crate::catalog::routes::router())
+        .merge(crate::auth::routes::router())
+        .merge(crate::users::routes::router())
+        .merge(crate::admins::routes::router())
+        .merge(crate::users::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.
-pub const UNDOCUMENTED_PATHS: &[&str] = &["/docs", "/docs/", "/docs/{*rest}"];
+pub const UNDOCUMENTED_PATHS: &[&str] = &["/docs", "/docs/", "/docs/{*rest}", "/__simulator/{*rest}"];
 
 /// The docs UI (Swagger UI, assets compiled into the binary) reading `/openapi.json`.
 pub fn docs_ui() -> Router<AppState> {
@@ -84,7 +108,7 @@ fn request_span(req: &Request) -> tracing::Span {
     let request_id =
         req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
     let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("unmatched");
-    tracing::info_span!("request", method = %req.method(), route, request_id)
+    tracing::info_span!("request", method = %req.method(), route, request_id, user_id = tracing::field::Empty)
 }
 
 fn cors_layer(config: &Config) -> Option<CorsLayer> {

@@ -14,6 +14,15 @@ fn wxshop() -> Command {
     command
 }
 
+/// Settings a production start needs: real secrets and a WeChat app.
+const PRODUCTION_ENV: &[(&str, &str)] = &[
+    ("WXSHOP_MODE", "production"),
+    ("WXSHOP_AUTH__JWT_SECRET", "a-production-jwt-secret-that-is-long-enough"),
+    ("WXSHOP_AUTH__DATA_KEY", "cHJvZHVjdGlvbi1kYXRhLWtleS0zMi1ieXRlcy1sb24="),
+    ("WXSHOP_WECHAT__APP_ID", "wx0123456789abcdef"),
+    ("WXSHOP_WECHAT__APP_SECRET", "0123456789abcdef0123456789abcdef"),
+];
+
 #[test]
 fn config_prints_layered_values_with_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,8 +48,17 @@ fn config_prints_layered_values_with_secrets_redacted() {
 fn config_file_from_environment_variable() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("custom.toml");
-    std::fs::write(&file, "mode = \"production\"\n").unwrap();
-    let output = wxshop().arg("config").env("WXSHOP_CONFIG", &file).output().unwrap();
+    std::fs::write(
+        &file,
+        "mode = \"production\"\n[auth]\njwt_secret = \"from-the-file-from-the-file-from-the-file\"\n",
+    )
+    .unwrap();
+    let mut command = wxshop();
+    command.arg("config").env("WXSHOP_CONFIG", &file);
+    for (key, value) in PRODUCTION_ENV.iter().filter(|(k, _)| *k != "WXSHOP_MODE" && *k != "WXSHOP_AUTH__JWT_SECRET") {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8(output.stdout).unwrap().contains("mode = \"production\""));
 }
@@ -68,10 +86,15 @@ fn invalid_config_stops_start_up_naming_the_key() {
 
 #[test]
 fn production_mode_refuses_demo_data() {
-    let output =
-        wxshop().arg("serve").env("WXSHOP_MODE", "production").env("WXSHOP_DB__SEED_DEMO", "true").output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("db.seed_demo"));
+    let output = wxshop()
+        .arg("serve")
+        .envs(PRODUCTION_ENV.iter().copied())
+        .env("WXSHOP_DB__SEED_DEMO", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("db.seed_demo"), "{stderr}");
 }
 
 #[test]
@@ -115,4 +138,30 @@ fn slow_statements_are_logged_at_warn_with_their_sql() {
     assert_eq!(insert["level"], "WARN");
     assert_eq!(insert["target"], "sqlx::query");
     assert!(slow_lines("60000").is_empty(), "nothing is slower than a minute");
+}
+
+#[test]
+fn production_mode_refuses_weak_or_default_secrets_and_the_simulator() {
+    for (key, value, named) in [
+        ("WXSHOP_AUTH__JWT_SECRET", "wxshop-dev-jwt-secret-not-for-production-use", "auth.jwt_secret"),
+        ("WXSHOP_AUTH__JWT_SECRET", "too-short", "auth.jwt_secret"),
+        ("WXSHOP_AUTH__DATA_KEY", "d3hzaG9wLWRldi1kYXRhLWtleS1ub3QtZm9yLXByb2Q=", "auth.data_key"),
+        ("WXSHOP_AUTH__DATA_KEY", "c2hvcnQ=", "auth.data_key"),
+    ] {
+        let output = wxshop().arg("serve").envs(PRODUCTION_ENV.iter().copied()).env(key, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{key}={value}: {stderr}");
+        assert!(stderr.contains(named), "{key}={value}: {stderr}");
+    }
+    // No WeChat app: dev mode would use the simulator; production refuses to start.
+    let output = wxshop()
+        .arg("serve")
+        .envs(PRODUCTION_ENV.iter().copied().filter(|(k, _)| !k.starts_with("WXSHOP_WECHAT")))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("wechat.app_id"));
+    let output =
+        wxshop().args(["simulator", "--listen", "127.0.0.1:0"]).envs(PRODUCTION_ENV.iter().copied()).output().unwrap();
+    assert!(!output.status.success(), "the standalone simulator is refused in production");
 }
