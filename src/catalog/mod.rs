@@ -3,6 +3,8 @@
 //! `routes` holds the handlers, `service` the rules (what is visible, how pages are cut), `store` the SQL,
 //! `seed` the demo catalog used by the embedded default.
 
+pub mod admin_routes;
+pub mod manage;
 pub mod model;
 pub mod routes;
 pub mod seed;

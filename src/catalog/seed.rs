@@ -84,7 +84,7 @@ pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
         let icon_url = format!("https://picsum.photos/seed/wxshop-{icon}/96/96");
         let category_id = store::insert_category(
             &mut tx,
-            &NewCategory { name: category, icon_url: &icon_url, sort_order: (c as i64 + 1) * 10 },
+            &NewCategory { parent_id: None, name: category, icon_url: &icon_url, sort_order: (c as i64 + 1) * 10 },
             now,
         )
         .await?;

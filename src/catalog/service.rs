@@ -114,6 +114,7 @@ pub async fn list_products(db: &Db, filter: &ProductFilter) -> Result<ProductPag
     let limit = filter.limit.get();
     // One extra row tells whether another page follows.
     let query = ProductQuery {
+        status: Some("on_sale"),
         category_id: filter.category_id,
         title_like: pattern.as_deref(),
         before_id: filter.cursor.as_ref().map(|c| c.keys()[0]),
@@ -129,7 +130,7 @@ pub async fn list_products(db: &Db, filter: &ProductFilter) -> Result<ProductPag
 
 pub async fn get_product(db: &Db, id: i64) -> Result<ProductDetail, AppError> {
     let row = store::find_product(&db.pool, id).await?.ok_or(AppError::not_found("product"))?;
-    let skus = store::list_skus(&db.pool, id)
+    let skus = store::list_skus(&db.pool, id, true)
         .await?
         .into_iter()
         .map(|s| {

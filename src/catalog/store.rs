@@ -7,6 +7,8 @@ use crate::db::{get_text, insert_returning_id, Dialect};
 
 /// Products of the listing walk newest first: `id` descending.
 pub struct ProductQuery<'a> {
+    /// Only products in this status (`on_sale` for the storefront); `None` for every product (back office).
+    pub status: Option<&'a str>,
     pub category_id: Option<i64>,
     /// Already escaped for `LIKE … ESCAPE '!'`.
     pub title_like: Option<&'a str>,
@@ -34,14 +36,29 @@ pub struct ProductRow {
     pub in_stock: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub status: String,
 }
 
 pub struct SkuRow {
     pub id: i64,
+    pub product_id: i64,
     pub title: String,
     pub price_fen: i64,
     pub stock: i64,
     pub attributes: String,
+    pub status: String,
+}
+
+fn sku_row(r: &AnyRow) -> Result<SkuRow, sqlx::Error> {
+    Ok(SkuRow {
+        id: r.try_get("id")?,
+        product_id: r.try_get("product_id")?,
+        title: r.try_get("title")?,
+        price_fen: r.try_get("price_fen")?,
+        stock: r.try_get("stock")?,
+        attributes: get_text(r, "attributes")?,
+        status: r.try_get("status")?,
+    })
 }
 
 pub async fn list_categories(pool: &AnyPool) -> Result<Vec<CategoryRow>, sqlx::Error> {
@@ -82,13 +99,16 @@ fn product_row(r: &AnyRow) -> Result<ProductRow, sqlx::Error> {
         in_stock: r.try_get::<i64, _>("stocked_skus")? > 0,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        status: r.try_get("status")?,
     })
 }
 
 /// On-sale products matching the query, newest first.
 pub async fn list_products(pool: &AnyPool, query: &ProductQuery<'_>) -> Result<Vec<ProductRow>, sqlx::Error> {
-    let mut sql =
-        QueryBuilder::<Any>::new(format!("SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.status = 'on_sale'"));
+    let mut sql = QueryBuilder::<Any>::new(format!("SELECT {PRODUCT_COLUMNS}, p.status FROM product p WHERE 1 = 1"));
+    if let Some(status) = query.status {
+        sql.push(" AND p.status = ").push_bind(status.to_owned());
+    }
     if let Some(category_id) = query.category_id {
         sql.push(" AND p.category_id = ").push_bind(category_id);
     }
@@ -105,34 +125,181 @@ pub async fn list_products(pool: &AnyPool, query: &ProductQuery<'_>) -> Result<V
 
 /// An on-sale product.
 pub async fn find_product(pool: &AnyPool, id: i64) -> Result<Option<ProductRow>, sqlx::Error> {
-    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM product p WHERE p.id = ? AND p.status = 'on_sale'");
+    let sql = format!("SELECT {PRODUCT_COLUMNS}, p.status FROM product p WHERE p.id = ? AND p.status = 'on_sale'");
     let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(product_row).transpose()
 }
 
-/// The active SKUs of a product, in creation order.
-pub async fn list_skus(pool: &AnyPool, product_id: i64) -> Result<Vec<SkuRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, title, price_fen, stock, attributes FROM sku \
-         WHERE product_id = ? AND status = 'active' ORDER BY id",
+/// A product whatever its status (back office).
+pub async fn find_product_any_status(pool: &AnyPool, id: i64) -> Result<Option<ProductRow>, sqlx::Error> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS}, p.status FROM product p WHERE p.id = ?");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    row.as_ref().map(product_row).transpose()
+}
+
+const SKU_COLUMNS: &str = "id, product_id, title, price_fen, stock, attributes, status";
+
+/// The SKUs of a product in creation order: only active ones, or all of them (back office).
+pub async fn list_skus(pool: &AnyPool, product_id: i64, active_only: bool) -> Result<Vec<SkuRow>, sqlx::Error> {
+    let filter = if active_only { " AND status = 'active'" } else { "" };
+    let sql = format!("SELECT {SKU_COLUMNS} FROM sku WHERE product_id = ?{filter} ORDER BY id");
+    let rows = sqlx::query(&sql).bind(product_id).fetch_all(pool).await?;
+    rows.iter().map(sku_row).collect()
+}
+
+/// One SKU; with `lock`, locked until the transaction ends (MySQL; a SQLite write transaction already is).
+pub async fn find_sku(
+    conn: &mut AnyConnection,
+    id: i64,
+    dialect: Dialect,
+    lock: bool,
+) -> Result<Option<SkuRow>, sqlx::Error> {
+    let suffix = if lock { dialect.for_update() } else { "" };
+    let sql = format!("SELECT {SKU_COLUMNS} FROM sku WHERE id = ?{suffix}");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(sku_row).transpose()
+}
+
+/// Every category, whatever its status (back office), with its status.
+pub async fn list_all_categories(pool: &AnyPool) -> Result<Vec<(CategoryRow, String)>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT id, parent_id, name, icon_url, sort_order, status FROM category ORDER BY sort_order, id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let category = CategoryRow {
+                id: r.try_get("id")?,
+                parent_id: r.try_get("parent_id")?,
+                name: r.try_get("name")?,
+                icon_url: r.try_get("icon_url")?,
+                sort_order: r.try_get("sort_order")?,
+            };
+            Ok((category, r.try_get("status")?))
+        })
+        .collect()
+}
+
+pub async fn category_exists(pool: &AnyPool, id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("SELECT id FROM category WHERE id = ?").bind(id).fetch_optional(pool).await?.is_some())
+}
+
+/// A value of one column change in [`update_row`].
+pub enum SetValue {
+    Int(i64),
+    Text(String),
+}
+
+/// `UPDATE <table> SET <column> = ?, ..., updated_at = ? WHERE id = ?`. Returns whether the row exists. The table
+/// and column names come from code, never from input.
+pub async fn update_row(
+    pool: &AnyPool,
+    table: &'static str,
+    id: i64,
+    changes: Vec<(&'static str, SetValue)>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new(format!("UPDATE {table} SET "));
+    for (column, value) in changes {
+        sql.push(column).push(" = ");
+        match value {
+            SetValue::Int(v) => sql.push_bind(v),
+            SetValue::Text(v) => sql.push_bind(v),
+        };
+        sql.push(", ");
+    }
+    sql.push("updated_at = ").push_bind(now).push(" WHERE id = ").push_bind(id);
+    Ok(sql.build().execute(pool).await?.rows_affected() == 1)
+}
+
+/// Adds `delta` to a SKU's stock unless that takes it below zero. Returns the new stock, or `None` when the stock
+/// is short or the SKU does not exist.
+pub async fn add_stock(
+    conn: &mut AnyConnection,
+    sku_id: i64,
+    delta: i64,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let updated = sqlx::query("UPDATE sku SET stock = stock + ?, updated_at = ? WHERE id = ? AND stock + ? >= 0")
+        .bind(delta)
+        .bind(now)
+        .bind(sku_id)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT stock FROM sku WHERE id = ?").bind(sku_id).fetch_one(&mut *conn).await?;
+    Ok(Some(row.try_get("stock")?))
+}
+
+pub struct StockAdjustmentRow {
+    pub id: i64,
+    pub admin_user_id: i64,
+    pub delta: i64,
+    pub stock_after: i64,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+pub struct NewStockAdjustment<'a> {
+    pub sku_id: i64,
+    pub admin_user_id: i64,
+    pub delta: i64,
+    pub stock_after: i64,
+    pub reason: &'a str,
+}
+
+pub async fn insert_stock_adjustment(
+    conn: &mut AnyConnection,
+    new: &NewStockAdjustment<'_>,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let query = sqlx::query(
+        "INSERT INTO stock_adjustment (sku_id, admin_user_id, delta, stock_after, reason, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(product_id)
+    .bind(new.sku_id)
+    .bind(new.admin_user_id)
+    .bind(new.delta)
+    .bind(new.stock_after)
+    .bind(new.reason.to_owned())
+    .bind(now);
+    insert_returning_id(conn, query).await
+}
+
+/// A SKU's stock adjustments, newest first.
+pub async fn list_stock_adjustments(
+    pool: &AnyPool,
+    sku_id: i64,
+    limit: u32,
+) -> Result<Vec<StockAdjustmentRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, admin_user_id, delta, stock_after, reason, created_at FROM stock_adjustment \
+         WHERE sku_id = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(sku_id)
+    .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(SkuRow {
+            Ok(StockAdjustmentRow {
                 id: r.try_get("id")?,
-                title: r.try_get("title")?,
-                price_fen: r.try_get("price_fen")?,
-                stock: r.try_get("stock")?,
-                attributes: get_text(r, "attributes")?,
+                admin_user_id: r.try_get("admin_user_id")?,
+                delta: r.try_get("delta")?,
+                stock_after: r.try_get("stock_after")?,
+                reason: r.try_get("reason")?,
+                created_at: r.try_get("created_at")?,
             })
         })
         .collect()
 }
 
 pub struct NewCategory<'a> {
+    pub parent_id: Option<i64>,
     pub name: &'a str,
     pub icon_url: &'a str,
     pub sort_order: i64,
@@ -158,9 +325,10 @@ pub struct NewSku<'a> {
 
 pub async fn insert_category(conn: &mut AnyConnection, new: &NewCategory<'_>, now_ms: i64) -> Result<i64, sqlx::Error> {
     let query = sqlx::query(
-        "INSERT INTO category (name, icon_url, sort_order, status, created_at, updated_at) \
-         VALUES (?, ?, ?, 'active', ?, ?)",
+        "INSERT INTO category (parent_id, name, icon_url, sort_order, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 'active', ?, ?)",
     )
+    .bind(new.parent_id)
     .bind(new.name)
     .bind(new.icon_url)
     .bind(new.sort_order)

@@ -61,6 +61,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::users::routes::router())
         .merge(crate::admins::routes::router())
         .merge(crate::users::admin_routes::router())
+        .merge(crate::catalog::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

@@ -1,0 +1,539 @@
+//! Back-office catalog management: categories, products, SKUs and stock. Every change invalidates the cached
+//! storefront responses it affects, so the mini-program sees it on its next request.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::auth::extract::AdminUser;
+use crate::catalog::service::{product_cache_key, CATEGORIES_CACHE_KEY};
+use crate::catalog::store::{self, NewCategory, NewProduct, NewSku, NewStockAdjustment, SetValue, SkuRow};
+use crate::db::{now_ms, rfc3339};
+use crate::error::{AppError, FieldError};
+use crate::state::App;
+
+// ---- what the back office sees -------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminCategory {
+    pub id: i64,
+    pub parent_id: Option<i64>,
+    pub name: String,
+    pub icon_url: String,
+    pub sort_order: i64,
+    /// `active` or `delisted`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminSku {
+    pub id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub price_fen: i64,
+    pub stock: i64,
+    #[schema(value_type = Object)]
+    pub attributes: Map<String, Value>,
+    /// `active` or `delisted`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminProduct {
+    pub id: i64,
+    pub category_id: i64,
+    pub title: String,
+    pub subtitle: String,
+    pub description: String,
+    pub image_urls: Vec<String>,
+    /// `on_sale` or `delisted`.
+    pub status: String,
+    pub skus: Vec<AdminSku>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminCategoryList {
+    pub items: Vec<AdminCategory>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockAdjustment {
+    pub id: i64,
+    pub sku_id: i64,
+    /// Who (admin account id).
+    pub admin_user_id: i64,
+    pub delta: i64,
+    pub stock_after: i64,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockAdjustmentList {
+    pub items: Vec<StockAdjustment>,
+}
+
+// ---- inputs ----------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCategory {
+    pub name: String,
+    pub icon_url: Option<String>,
+    pub sort_order: Option<i64>,
+    pub parent_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCategory {
+    pub name: Option<String>,
+    pub icon_url: Option<String>,
+    pub sort_order: Option<i64>,
+    /// `active` or `delisted`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSku {
+    pub title: String,
+    /// Integer fen.
+    pub price_fen: i64,
+    pub stock: i64,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    pub category_id: i64,
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub description: Option<String>,
+    pub image_urls: Option<Vec<String>>,
+    /// At least one.
+    pub skus: Vec<CreateSku>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    pub category_id: Option<i64>,
+    pub title: Option<String>,
+    pub subtitle: Option<String>,
+    pub description: Option<String>,
+    pub image_urls: Option<Vec<String>>,
+    /// `on_sale` or `delisted`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSku {
+    pub title: Option<String>,
+    pub price_fen: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+    /// `active` or `delisted`.
+    pub status: Option<String>,
+}
+
+/// Exactly one of `set` (the new stock) or `delta` (added; negative removes), and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStock {
+    pub set: Option<i64>,
+    pub delta: Option<i64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockChanged {
+    pub sku_id: i64,
+    pub stock: i64,
+    pub adjustment: StockAdjustment,
+}
+
+// ---- validation ------------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Check(Vec<FieldError>);
+
+impl Check {
+    fn text(&mut self, field: &str, value: Option<&str>, max: usize, required: bool) {
+        match value.map(str::trim) {
+            Some(v) if v.is_empty() && required => self.fail(field, "must not be empty"),
+            Some(v) if v.chars().count() > max => self.fail(field, &format!("must be at most {max} characters")),
+            _ => {}
+        }
+    }
+
+    fn url(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            let ok = v.len() <= 512 && url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                self.fail(field, "must be an http(s) URL of at most 512 characters");
+            }
+        }
+    }
+
+    fn one_of(&mut self, field: &str, value: Option<&str>, allowed: &[&str]) {
+        if let Some(v) = value {
+            if !allowed.contains(&v) {
+                self.fail(field, &format!("must be one of {}", allowed.join(", ")));
+            }
+        }
+    }
+
+    fn range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
+        if let Some(v) = value {
+            if v < min || v > max {
+                self.fail(field, &format!("must be between {min} and {max}"));
+            }
+        }
+    }
+
+    fn sku(&mut self, prefix: &str, title: Option<&str>, price: Option<i64>, stock: Option<i64>) {
+        self.text(&format!("{prefix}title"), title, 128, true);
+        self.range(&format!("{prefix}price_fen"), price, 0, MAX_PRICE_FEN);
+        self.range(&format!("{prefix}stock"), stock, 0, MAX_STOCK);
+    }
+
+    fn fail(&mut self, field: &str, message: &str) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    fn done(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0))
+        }
+    }
+}
+
+/// 10 million yuan: far above any real price, far below overflow.
+const MAX_PRICE_FEN: i64 = 1_000_000_000;
+const MAX_STOCK: i64 = 100_000_000;
+
+// ---- categories ------------------------------------------------------------------------------------------------
+
+pub async fn list_categories(app: &App) -> Result<AdminCategoryList, AppError> {
+    let rows = store::list_all_categories(&app.db.pool).await?;
+    let items = rows
+        .into_iter()
+        .map(|(c, status)| AdminCategory {
+            id: c.id,
+            parent_id: c.parent_id,
+            name: c.name,
+            icon_url: c.icon_url,
+            sort_order: c.sort_order,
+            status,
+        })
+        .collect();
+    Ok(AdminCategoryList { items })
+}
+
+async fn find_category(app: &App, id: i64) -> Result<AdminCategory, AppError> {
+    list_categories(app).await?.items.into_iter().find(|c| c.id == id).ok_or(AppError::not_found("category"))
+}
+
+pub async fn create_category(app: &App, input: CreateCategory) -> Result<AdminCategory, AppError> {
+    let mut check = Check::default();
+    check.text("name", Some(&input.name), 64, true);
+    check.url("icon_url", input.icon_url.as_deref());
+    if let Some(parent) = input.parent_id {
+        if !store::category_exists(&app.db.pool, parent).await? {
+            check.fail("parent_id", "no such category");
+        }
+    }
+    check.done()?;
+    let mut tx = app.db.begin_write().await?;
+    let new = NewCategory {
+        parent_id: input.parent_id,
+        name: input.name.trim(),
+        icon_url: input.icon_url.as_deref().unwrap_or(""),
+        sort_order: input.sort_order.unwrap_or(0),
+    };
+    let id = store::insert_category(&mut tx, &new, now_ms()).await?;
+    tx.commit().await?;
+    app.cache.invalidate(CATEGORIES_CACHE_KEY).await;
+    find_category(app, id).await
+}
+
+pub async fn update_category(app: &App, id: i64, input: UpdateCategory) -> Result<AdminCategory, AppError> {
+    let mut check = Check::default();
+    check.text("name", input.name.as_deref(), 64, true);
+    check.url("icon_url", input.icon_url.as_deref());
+    check.one_of("status", input.status.as_deref(), &["active", "delisted"]);
+    check.done()?;
+    let mut changes = Vec::new();
+    if let Some(v) = input.name {
+        changes.push(("name", SetValue::Text(v.trim().to_owned())));
+    }
+    if let Some(v) = input.icon_url {
+        changes.push(("icon_url", SetValue::Text(v)));
+    }
+    if let Some(v) = input.sort_order {
+        changes.push(("sort_order", SetValue::Int(v)));
+    }
+    if let Some(v) = input.status {
+        changes.push(("status", SetValue::Text(v)));
+    }
+    if !store::update_row(&app.db.pool, "category", id, changes, now_ms()).await? {
+        return Err(AppError::not_found("category"));
+    }
+    app.cache.invalidate(CATEGORIES_CACHE_KEY).await;
+    find_category(app, id).await
+}
+
+// ---- products and SKUs ------------------------------------------------------------------------------------------
+
+fn admin_sku(row: SkuRow) -> Result<AdminSku, AppError> {
+    let attributes = serde_json::from_str(&row.attributes)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("sku {} has malformed attributes: {e}", row.id)))?;
+    Ok(AdminSku {
+        id: row.id,
+        product_id: row.product_id,
+        title: row.title,
+        price_fen: row.price_fen,
+        stock: row.stock,
+        attributes,
+        status: row.status,
+    })
+}
+
+pub async fn get_product(app: &App, id: i64) -> Result<AdminProduct, AppError> {
+    let row = store::find_product_any_status(&app.db.pool, id).await?.ok_or(AppError::not_found("product"))?;
+    let skus = store::list_skus(&app.db.pool, id, false).await?.into_iter().map(admin_sku).collect::<Result<_, _>>()?;
+    let image_urls = serde_json::from_str(&row.image_urls)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("product {id} has malformed image_urls: {e}")))?;
+    Ok(AdminProduct {
+        id: row.id,
+        category_id: row.category_id,
+        title: row.title,
+        subtitle: row.subtitle,
+        description: row.description,
+        image_urls,
+        status: row.status,
+        skus,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    })
+}
+
+fn check_images(check: &mut Check, images: Option<&Vec<String>>) {
+    if let Some(images) = images {
+        if images.len() > 20 {
+            check.fail("image_urls", "at most 20 images");
+        }
+        for (i, url) in images.iter().enumerate() {
+            check.url(&format!("image_urls[{i}]"), Some(url));
+        }
+    }
+}
+
+pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProduct, AppError> {
+    let mut check = Check::default();
+    check.text("title", Some(&input.title), 128, true);
+    check.text("subtitle", input.subtitle.as_deref(), 256, false);
+    check.text("description", input.description.as_deref(), 10_000, false);
+    check_images(&mut check, input.image_urls.as_ref());
+    if input.skus.is_empty() || input.skus.len() > 100 {
+        check.fail("skus", "between 1 and 100 SKUs");
+    }
+    for (i, sku) in input.skus.iter().enumerate() {
+        check.sku(&format!("skus[{i}]."), Some(&sku.title), Some(sku.price_fen), Some(sku.stock));
+    }
+    if !store::category_exists(&app.db.pool, input.category_id).await? {
+        check.fail("category_id", "no such category");
+    }
+    check.done()?;
+    let now = now_ms();
+    let images = serde_json::to_string(&input.image_urls.unwrap_or_default()).map_err(anyhow::Error::from)?;
+    let mut tx = app.db.begin_write().await?;
+    let product = NewProduct {
+        category_id: input.category_id,
+        title: input.title.trim(),
+        subtitle: input.subtitle.as_deref().unwrap_or(""),
+        description: input.description.as_deref().unwrap_or(""),
+        image_urls: &images,
+    };
+    let product_id = store::insert_product(&mut tx, &product, now).await?;
+    for sku in &input.skus {
+        let attributes = Value::Object(sku.attributes.clone().unwrap_or_default()).to_string();
+        let new = NewSku {
+            product_id,
+            title: sku.title.trim(),
+            price_fen: sku.price_fen,
+            stock: sku.stock,
+            attributes: &attributes,
+        };
+        store::insert_sku(&mut tx, &new, now).await?;
+    }
+    tx.commit().await?;
+    get_product(app, product_id).await
+}
+
+pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<AdminProduct, AppError> {
+    let mut check = Check::default();
+    check.text("title", input.title.as_deref(), 128, true);
+    check.text("subtitle", input.subtitle.as_deref(), 256, false);
+    check.text("description", input.description.as_deref(), 10_000, false);
+    check_images(&mut check, input.image_urls.as_ref());
+    check.one_of("status", input.status.as_deref(), &["on_sale", "delisted"]);
+    if let Some(category) = input.category_id {
+        if !store::category_exists(&app.db.pool, category).await? {
+            check.fail("category_id", "no such category");
+        }
+    }
+    check.done()?;
+    let mut changes = Vec::new();
+    if let Some(v) = input.category_id {
+        changes.push(("category_id", SetValue::Int(v)));
+    }
+    if let Some(v) = input.title {
+        changes.push(("title", SetValue::Text(v.trim().to_owned())));
+    }
+    if let Some(v) = input.subtitle {
+        changes.push(("subtitle", SetValue::Text(v)));
+    }
+    if let Some(v) = input.description {
+        changes.push(("description", SetValue::Text(v)));
+    }
+    if let Some(v) = input.image_urls {
+        changes.push(("image_urls", SetValue::Text(serde_json::to_string(&v).map_err(anyhow::Error::from)?)));
+    }
+    if let Some(v) = input.status {
+        changes.push(("status", SetValue::Text(v)));
+    }
+    if !store::update_row(&app.db.pool, "product", id, changes, now_ms()).await? {
+        return Err(AppError::not_found("product"));
+    }
+    app.cache.invalidate(&product_cache_key(id)).await;
+    get_product(app, id).await
+}
+
+pub async fn add_sku(app: &App, product_id: i64, input: CreateSku) -> Result<AdminSku, AppError> {
+    let mut check = Check::default();
+    check.sku("", Some(&input.title), Some(input.price_fen), Some(input.stock));
+    check.done()?;
+    if store::find_product_any_status(&app.db.pool, product_id).await?.is_none() {
+        return Err(AppError::not_found("product"));
+    }
+    let attributes = Value::Object(input.attributes.unwrap_or_default()).to_string();
+    let mut tx = app.db.begin_write().await?;
+    let new = NewSku {
+        product_id,
+        title: input.title.trim(),
+        price_fen: input.price_fen,
+        stock: input.stock,
+        attributes: &attributes,
+    };
+    let id = store::insert_sku(&mut tx, &new, now_ms()).await?;
+    let row = store::find_sku(&mut tx, id, app.db.dialect, false).await?.ok_or(AppError::not_found("sku"))?;
+    tx.commit().await?;
+    app.cache.invalidate(&product_cache_key(product_id)).await;
+    admin_sku(row)
+}
+
+pub async fn update_sku(app: &App, id: i64, input: UpdateSku) -> Result<AdminSku, AppError> {
+    let mut check = Check::default();
+    check.sku("", input.title.as_deref(), input.price_fen, None);
+    check.one_of("status", input.status.as_deref(), &["active", "delisted"]);
+    check.done()?;
+    let mut changes = Vec::new();
+    if let Some(v) = input.title {
+        changes.push(("title", SetValue::Text(v.trim().to_owned())));
+    }
+    if let Some(v) = input.price_fen {
+        changes.push(("price_fen", SetValue::Int(v)));
+    }
+    if let Some(v) = input.attributes {
+        changes.push(("attributes", SetValue::Text(Value::Object(v).to_string())));
+    }
+    if let Some(v) = input.status {
+        changes.push(("status", SetValue::Text(v)));
+    }
+    if !store::update_row(&app.db.pool, "sku", id, changes, now_ms()).await? {
+        return Err(AppError::not_found("sku"));
+    }
+    let mut conn = app.db.pool.acquire().await?;
+    let row = store::find_sku(&mut conn, id, app.db.dialect, false).await?.ok_or(AppError::not_found("sku"))?;
+    drop(conn);
+    app.cache.invalidate(&product_cache_key(row.product_id)).await;
+    admin_sku(row)
+}
+
+/// Sets or adjusts a SKU's stock, recording who, when, why and by how much, atomically with the change.
+pub async fn change_stock(
+    app: &App,
+    admin: &AdminUser,
+    sku_id: i64,
+    input: ChangeStock,
+) -> Result<StockChanged, AppError> {
+    let mut check = Check::default();
+    check.text("reason", Some(&input.reason), 255, true);
+    match (input.set, input.delta) {
+        (Some(_), Some(_)) | (None, None) => check.fail("set", "give exactly one of `set` and `delta`"),
+        (Some(set), None) => check.range("set", Some(set), 0, MAX_STOCK),
+        (None, Some(delta)) => check.range("delta", Some(delta), -MAX_STOCK, MAX_STOCK),
+    }
+    check.done()?;
+    let now = now_ms();
+    let mut tx = app.db.begin_write().await?;
+    let sku = store::find_sku(&mut tx, sku_id, app.db.dialect, true).await?.ok_or(AppError::not_found("sku"))?;
+    let delta = match (input.set, input.delta) {
+        (Some(set), _) => set - sku.stock,
+        (_, Some(delta)) => delta,
+        _ => 0,
+    };
+    let Some(stock) = store::add_stock(&mut tx, sku_id, delta, now).await? else {
+        return Err(AppError::conflict("insufficient_stock", format!("sku {sku_id} has only {} in stock", sku.stock)));
+    };
+    if stock > MAX_STOCK {
+        return Err(AppError::validation("delta", format!("stock would exceed {MAX_STOCK}")));
+    }
+    let reason = input.reason.trim();
+    let adjustment = NewStockAdjustment { sku_id, admin_user_id: admin.id, delta, stock_after: stock, reason };
+    let id = store::insert_stock_adjustment(&mut tx, &adjustment, now).await?;
+    tx.commit().await?;
+    app.cache.invalidate(&product_cache_key(sku.product_id)).await;
+    tracing::info!(admin_id = admin.id, sku_id, delta, stock, "stock changed");
+    Ok(StockChanged {
+        sku_id,
+        stock,
+        adjustment: StockAdjustment {
+            id,
+            sku_id,
+            admin_user_id: admin.id,
+            delta,
+            stock_after: stock,
+            reason: reason.to_owned(),
+            created_at: rfc3339(now),
+        },
+    })
+}
+
+pub async fn stock_history(app: &App, sku_id: i64) -> Result<StockAdjustmentList, AppError> {
+    let items = store::list_stock_adjustments(&app.db.pool, sku_id, 100)
+        .await?
+        .into_iter()
+        .map(|r| StockAdjustment {
+            id: r.id,
+            sku_id,
+            admin_user_id: r.admin_user_id,
+            delta: r.delta,
+            stock_after: r.stock_after,
+            reason: r.reason,
+            created_at: rfc3339(r.created_at),
+        })
+        .collect();
+    Ok(StockAdjustmentList { items })
+}
