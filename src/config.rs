@@ -229,7 +229,11 @@ impl Config {
             Env::prefixed("WXSHOP_")
                 .split("__")
                 // WXSHOP_CONFIG names the file; WXSHOP_TEST_* belong to the test suite.
-                .filter(|key| key != "config" && !key.as_str().starts_with("test_")),
+                // Keys arrive in their original case (`TEST_DATABASE_URL`): compare lowercased.
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    key != "config" && !key.starts_with("test_")
+                }),
         );
         let config: Config = figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))?;
         config.validate()?;

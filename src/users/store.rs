@@ -1,6 +1,6 @@
 //! SQL of `app_user`.
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 
 use crate::db::Dialect;
 
@@ -35,8 +35,13 @@ pub struct WechatIdentity<'a> {
 
 /// Finds or creates the user of a WeChat identity and records the login. Returns the user and whether this call
 /// created it: concurrent first logins create one row, and exactly one of them reports it as new.
+///
+/// Three statements, each on its own (autocommit), not one transaction: in a transaction InnoDB would hold the
+/// shared lock a duplicate INSERT takes until the UPDATE asks for an exclusive one, and concurrent logins of one
+/// new user deadlock (1213). The row exists after the first statement whatever happens, so nothing needs them
+/// atomic together.
 pub async fn upsert_wechat_user(
-    conn: &mut AnyConnection,
+    pool: &AnyPool,
     dialect: Dialect,
     identity: &WechatIdentity<'_>,
     now: i64,
@@ -54,7 +59,7 @@ pub async fn upsert_wechat_user(
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(&mut *conn)
+        .execute(pool)
         .await?
         .rows_affected()
         == 1;
@@ -69,13 +74,13 @@ pub async fn upsert_wechat_user(
         .bind(now)
         .bind(identity.app_id.to_owned())
         .bind(identity.openid.to_owned())
-        .execute(&mut *conn)
+        .execute(pool)
         .await?;
     }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM app_user WHERE app_id = ? AND openid = ?"))
         .bind(identity.app_id.to_owned())
         .bind(identity.openid.to_owned())
-        .fetch_one(&mut *conn)
+        .fetch_one(pool)
         .await?;
     Ok((user_row(&row)?, inserted))
 }

@@ -165,3 +165,15 @@ fn production_mode_refuses_weak_or_default_secrets_and_the_simulator() {
         wxshop().args(["simulator", "--listen", "127.0.0.1:0"]).envs(PRODUCTION_ENV.iter().copied()).output().unwrap();
     assert!(!output.status.success(), "the standalone simulator is refused in production");
 }
+
+/// The test suite's own variables (`WXSHOP_TEST_*`, exported by scripts/test.sh) are not configuration keys.
+#[test]
+fn test_variables_are_not_config_keys() {
+    let output = wxshop()
+        .arg("config")
+        .env("WXSHOP_TEST_DATABASE_URL", "mysql://x@127.0.0.1/")
+        .env("WXSHOP_TEST_REDIS_URL", "redis://127.0.0.1/")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -116,8 +116,14 @@ impl TestApp {
     /// Another instance of the same deployment: same database, same Redis and key prefix, its own port and
     /// process-local state. The first app owns the clean-up.
     pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// [`spawn_peer`](Self::spawn_peer) with an adjusted configuration.
+    pub async fn spawn_peer_with(&self, customize: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = self.config.clone();
         config.db.seed_demo = Some(false);
+        customize(&mut config);
         let (address, state) = start(config.clone()).await;
         let data_dir = tempfile::tempdir().expect("temp dir");
         TestApp { address, client: http_client(), config, state, _data_dir: data_dir, cleanup: Cleanup::default() }
@@ -219,4 +225,100 @@ pub fn closed_port_address() -> String {
     let address = listener.local_addr().unwrap().to_string();
     drop(listener);
     address
+}
+
+/// A signed-in mini-program user.
+#[derive(Debug, Clone)]
+pub struct UserSession {
+    pub user_id: i64,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// Sends `method path` with an optional JSON body and bearer token; returns status, headers and JSON body
+    /// (`Value::Null` when the body is empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {bytes:?}"))
+        };
+        (status, headers, body)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let (status, _, body) = self.call(reqwest::Method::POST, path, Some(body), token).await;
+        (status, body)
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        let (status, _, body) = self.call(reqwest::Method::GET, path, None, Some(token)).await;
+        (status, body)
+    }
+
+    /// Logs in through the WeChat simulator with `code` (`NAME` or `NAME:NONCE`).
+    pub async fn login(&self, code: &str) -> UserSession {
+        let (status, body) = self.post("/api/v1/auth/wechat/login", &serde_json::json!({ "code": code }), None).await;
+        assert_eq!(status, 200, "login {code}: {body}");
+        UserSession {
+            user_id: body["user"]["id"].as_i64().unwrap(),
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Creates an admin account with `role` (directly, as `wxshop admin create` does) and logs it in over HTTP.
+    /// Returns the access token.
+    pub async fn admin_token(&self, role: &str) -> String {
+        let username = format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        wxshop::admins::service::create_admin(&self.state.db, &username, role, "a-long-test-password")
+            .await
+            .expect("create admin");
+        let body = serde_json::json!({ "username": username, "password": "a-long-test-password" });
+        let (status, body) = self.post("/admin/api/v1/auth/login", &body, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls counted by the mounted WeChat simulator, per API.
+    pub async fn simulator_calls(&self, api: &str) -> u64 {
+        let (_, body) = self.get_json("/__simulator/wechat/_stats").await;
+        body[api].as_u64().unwrap()
+    }
+}
+
+/// Polls `check` until it holds or `within` has passed; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

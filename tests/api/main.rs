@@ -1,10 +1,15 @@
 //! Black-box API tests. One test binary; each test runs on every backend of `helpers::backends()`.
 
+mod admin;
 mod catalog;
 mod cli;
 mod health;
+mod login;
 mod middleware;
 mod openapi;
+mod secrets;
+mod sessions;
 mod shutdown;
+mod tokens;
 
 mod helpers;
