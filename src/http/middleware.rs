@@ -67,8 +67,12 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     // The route template, never the raw path: ids in paths would explode the label set.
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(path) => path.as_str().to_owned(),
+        // The simulator is nested as a service: no route template, one label for all of it.
+        None if req.uri().path().starts_with(crate::simulator::MOUNT_PATH) => crate::simulator::MOUNT_PATH.to_owned(),
+        None => "unmatched".to_owned(),
+    };
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
