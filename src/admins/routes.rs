@@ -65,9 +65,7 @@ pub async fn admin_refresh(
 ))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_logout(State(state): State<AppState>, admin: AdminUser) -> Result<StatusCode, AppError> {
-    let until = (admin.claims.exp as i64 + state.config.auth.leeway_secs as i64) * 1_000 + 1_000;
-    state.revocations.revoke(&format!("jti:{}", admin.claims.jti), until).await?;
-    sessions::end(&state, admin.claims.sid, "logout").await?;
+    sessions::logout(&state, &admin.claims).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -66,8 +66,6 @@ pub async fn refresh_tokens(
 ))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, AppError> {
-    let until = (user.claims.exp as i64 + state.config.auth.leeway_secs as i64) * 1_000 + 1_000;
-    state.revocations.revoke(&format!("jti:{}", user.claims.jti), until).await?;
-    sessions::end(&state, user.claims.sid, "logout").await?;
+    sessions::logout(&state, &user.claims).await?;
     Ok(StatusCode::NO_CONTENT)
 }

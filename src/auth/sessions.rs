@@ -6,6 +6,7 @@
 //! that is a replay: the whole family is revoked. Idle and absolute lifetimes bound every family.
 
 use crate::auth::store::{self, RefreshRow};
+use crate::auth::tokens::Claims;
 use crate::auth::SubjectKind;
 use crate::crypto::{hmac_sha256, random_token, sha256_hex};
 use crate::db::now_ms;
@@ -99,6 +100,14 @@ async fn replay(
 pub async fn end(app: &App, family_id: i64, reason: &str) -> Result<(), AppError> {
     store::revoke_family(&app.db.pool, family_id, now_ms(), reason).await?;
     app.revocations.revoke(&format!("sid:{family_id}"), access_deadline(app)).await
+}
+
+/// Logs out the session an access token belongs to: the token itself at once (deny-listed until it expires) and
+/// its whole family.
+pub async fn logout(app: &App, claims: &Claims) -> Result<(), AppError> {
+    let until = (claims.exp as i64 + app.config.auth.leeway_secs as i64) * 1_000 + 1_000;
+    app.revocations.revoke(&format!("jti:{}", claims.jti), until).await?;
+    end(app, claims.sid, "logout").await
 }
 
 /// Revokes every live family of a subject (a ban).

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::auth::extract::AdminUser;
-use crate::catalog::service::{product_cache_key, CATEGORIES_CACHE_KEY};
+use crate::catalog::service::{image_urls, product_cache_key, sku_attributes, CATEGORIES_CACHE_KEY};
 use crate::catalog::store::{self, NewCategory, NewProduct, NewSku, NewStockAdjustment, SetValue, SkuRow};
 use crate::db::{now_ms, rfc3339};
 use crate::error::{AppError, FieldError};
@@ -296,8 +296,7 @@ pub async fn update_category(app: &App, id: i64, input: UpdateCategory) -> Resul
 // ---- products and SKUs ------------------------------------------------------------------------------------------
 
 fn admin_sku(row: SkuRow) -> Result<AdminSku, AppError> {
-    let attributes = serde_json::from_str(&row.attributes)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("sku {} has malformed attributes: {e}", row.id)))?;
+    let attributes = sku_attributes(&row)?;
     Ok(AdminSku {
         id: row.id,
         product_id: row.product_id,
@@ -312,8 +311,7 @@ fn admin_sku(row: SkuRow) -> Result<AdminSku, AppError> {
 pub async fn get_product(app: &App, id: i64) -> Result<AdminProduct, AppError> {
     let row = store::find_product_any_status(&app.db.pool, id).await?.ok_or(AppError::not_found("product"))?;
     let skus = store::list_skus(&app.db.pool, id, false).await?.into_iter().map(admin_sku).collect::<Result<_, _>>()?;
-    let image_urls = serde_json::from_str(&row.image_urls)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("product {id} has malformed image_urls: {e}")))?;
+    let image_urls = image_urls(&row)?;
     Ok(AdminProduct {
         id: row.id,
         category_id: row.category_id,

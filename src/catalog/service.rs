@@ -6,7 +6,7 @@ use axum::body::Bytes;
 
 use crate::cache::Cache;
 use crate::catalog::model::{Category, CategoryList, ProductDetail, ProductPage, ProductSummary, Sku};
-use crate::catalog::store::{self, ProductQuery, ProductRow};
+use crate::catalog::store::{self, ProductQuery, ProductRow, SkuRow};
 use crate::db::{rfc3339, Db};
 use crate::domain::{Cursor, Money, PageLimit};
 use crate::error::{AppError, FieldError};
@@ -134,14 +134,8 @@ pub async fn get_product(db: &Db, id: i64) -> Result<ProductDetail, AppError> {
         .await?
         .into_iter()
         .map(|s| {
-            Ok(Sku {
-                id: s.id,
-                title: s.title,
-                price_fen: money(s.price_fen)?,
-                stock: s.stock,
-                attributes: serde_json::from_str(&s.attributes)
-                    .map_err(|e| anyhow::anyhow!("sku {} has malformed attributes: {e}", s.id))?,
-            })
+            let attributes = sku_attributes(&s)?;
+            Ok(Sku { id: s.id, title: s.title, price_fen: money(s.price_fen)?, stock: s.stock, attributes })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
     let image_urls = image_urls(&row)?;
@@ -172,9 +166,16 @@ fn summary(row: ProductRow) -> Result<ProductSummary, AppError> {
     })
 }
 
-fn image_urls(row: &ProductRow) -> Result<Vec<String>, AppError> {
+/// A product's stored image list (a JSON array).
+pub fn image_urls(row: &ProductRow) -> Result<Vec<String>, AppError> {
     serde_json::from_str(&row.image_urls)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("product {} has malformed image_urls: {e}", row.id)))
+}
+
+/// A SKU's stored attributes (a JSON object).
+pub fn sku_attributes(row: &SkuRow) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+    serde_json::from_str(&row.attributes)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("sku {} has malformed attributes: {e}", row.id)))
 }
 
 fn money(fen: i64) -> Result<Money, AppError> {
