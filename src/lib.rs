@@ -1,9 +1,11 @@
 //! wxshop: the backend of a WeChat mini-program shop. One binary, embedded (SQLite, in-process) or scale-out
 //! (MySQL/MariaDB + Redis), one code path.
 
+pub mod addresses;
 pub mod admins;
 pub mod auth;
 pub mod cache;
+pub mod cart;
 pub mod catalog;
 pub mod cli;
 pub mod config;

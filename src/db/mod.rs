@@ -42,6 +42,29 @@ impl Dialect {
         }
     }
 
+    /// The tail of an INSERT that updates `columns` from the new row when `conflict` (a unique key) already exists.
+    pub fn upsert(self, conflict: &str, columns: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite => {
+                let set: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+                format!(" ON CONFLICT ({conflict}) DO UPDATE SET {}", set.join(", "))
+            }
+            Dialect::MySql => {
+                let set: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+        }
+    }
+
+    /// Suffix of a locking read that skips rows other transactions hold (a job queue's claim). SQLite has one
+    /// writer at a time, so nothing to skip.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::MySql => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Suffix of a locking read. InnoDB locks the rows (and gaps) read until commit; SQLite has no row locks and
     /// needs none: a write transaction there already excludes every other writer.
     pub fn for_update(self) -> &'static str {

@@ -32,6 +32,9 @@ use crate::state::AppState;
         (name = "auth", description = "WeChat login and sessions"),
         (name = "users", description = "The signed-in user"),
         (name = "admin", description = "Back office"),
+        (name = "addresses", description = "Shipping addresses"),
+        (name = "cart", description = "The shopping cart"),
+        (name = "orders", description = "Orders"),
     ),
     modifiers(&BearerAuth)
 )]
@@ -62,6 +65,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::admins::routes::router())
         .merge(crate::users::admin_routes::router())
         .merge(crate::catalog::admin_routes::router())
+        .merge(crate::addresses::routes::router())
+        .merge(crate::cart::routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

@@ -9,6 +9,7 @@ mod middleware;
 mod openapi;
 mod secrets;
 mod sessions;
+mod shopping;
 mod shutdown;
 mod tokens;
 
