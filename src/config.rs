@@ -50,7 +50,26 @@ pub struct Config {
     pub auth: AuthConfig,
     pub wechat: WechatConfig,
     pub admin: AdminConfig,
+    pub orders: OrdersConfig,
     pub log: LogConfig,
+}
+
+/// Orders: payment deadline, the timeout sweep, the order cache, idempotency keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// Unpaid orders are cancelled (and their stock returned) this long after creation.
+    pub payment_timeout_secs: u64,
+    /// How often the timeout sweep looks for expired unpaid orders.
+    pub sweep_interval_ms: u64,
+    /// Redis (level 2) lifetime of a cached order response, ±10%.
+    pub cache_ttl_secs: u64,
+    /// In-process (level 1) lifetime of a cached order response.
+    pub local_cache_ttl_ms: u64,
+    /// How long "no such order" is cached.
+    pub negative_cache_ttl_secs: u64,
+    /// How long an Idempotency-Key and its response are kept.
+    pub idempotency_ttl_secs: u64,
 }
 
 /// The development JWT key: refused in production mode.
@@ -200,6 +219,14 @@ impl Default for Config {
                 timeout_ms: MAX_WECHAT_TIMEOUT_MS,
             },
             admin: AdminConfig { lockout_failures: 10, lockout_window_secs: 15 * 60 },
+            orders: OrdersConfig {
+                payment_timeout_secs: 30 * 60,
+                sweep_interval_ms: 5_000,
+                cache_ttl_secs: 300,
+                local_cache_ttl_ms: 5_000,
+                negative_cache_ttl_secs: 5,
+                idempotency_ttl_secs: 24 * 3600,
+            },
             log: LogConfig { filter: "info".into(), format: None },
         }
     }
@@ -276,6 +303,16 @@ impl Config {
                     "invalid config key `http.cors_origins`: `{origin}` is not an origin like https://shop.example or *"
                 )));
             }
+        }
+        if self.orders.payment_timeout_secs == 0 || self.orders.sweep_interval_ms == 0 {
+            return Err(ConfigError(
+                "invalid config key `orders.payment_timeout_secs`: timeouts must be positive".into(),
+            ));
+        }
+        if self.orders.idempotency_ttl_secs < 24 * 3600 {
+            return Err(ConfigError(
+                "invalid config key `orders.idempotency_ttl_secs`: keys are kept at least 24 h".into(),
+            ));
         }
         self.validate_auth()?;
         self.validate_wechat()?;

@@ -48,6 +48,9 @@ pub enum AppError {
     /// 422 `validation_failed`.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// 422 with a specific code and the offending fields.
+    #[error("the request cannot be processed")]
+    Unprocessable { code: &'static str, fields: Vec<FieldError> },
     /// 415 `unsupported_media_type`.
     #[error("expected a request body of type application/json")]
     UnsupportedMediaType,
@@ -99,11 +102,19 @@ impl AppError {
         AppError::Conflict { code, message: message.into() }
     }
 
+    /// A 422 with its own code instead of `validation_failed` (e.g. `idempotency_key_mismatch`).
+    pub fn with_code(self, code: &'static str) -> Self {
+        match self {
+            AppError::Validation(fields) => AppError::Unprocessable { code, fields },
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::InvalidParameter(_) | AppError::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Validation(_) | AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -124,6 +135,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type".into(),
             AppError::PayloadTooLarge => "payload_too_large".into(),
             AppError::Conflict { code, .. }
+            | AppError::Unprocessable { code, .. }
             | AppError::Unavailable { code, .. }
             | AppError::Unauthorized { code, .. }
             | AppError::Forbidden { code, .. }
@@ -178,6 +190,7 @@ impl IntoResponse for AppError {
                 ("internal server error".to_owned(), Vec::new())
             }
             AppError::Validation(fields) => ("validation failed".to_owned(), fields),
+            AppError::Unprocessable { code, fields } => (code.replace('_', " "), fields),
             other => (other.to_string(), Vec::new()),
         };
         (status, headers, Json(ErrorBody { code, message, fields })).into_response()

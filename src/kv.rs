@@ -12,6 +12,7 @@ use crate::config::Config;
 
 #[derive(Clone)]
 pub struct Redis {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
 }
@@ -29,13 +30,18 @@ impl Redis {
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        Ok(Some(Redis { conn, prefix: config.redis_prefix.clone() }))
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        Ok(Some(Redis { client, conn, prefix: config.redis_prefix.clone() }))
     }
 
     /// A connection handle (multiplexed; cloning is cheap).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A dedicated pub/sub connection (subscriptions need their own).
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
     }
 
     /// The full key for `name` under this deployment's prefix.

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod kv;
+pub mod orders;
 pub mod simulator;
 pub mod startup;
 pub mod state;

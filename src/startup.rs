@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::admins::service::hash_password;
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::TokenKeys;
+use crate::cache::layered::Layered;
 use crate::cache::Cache;
 use crate::config::{Config, Mode, Secret};
 use crate::counters::Counters;
@@ -74,6 +75,12 @@ impl Application {
             revocations: Revocations::new(redis.clone(), &db).await,
             db,
             cache: Cache::new(redis.clone()),
+            order_cache: Layered::new(
+                "order",
+                redis.clone(),
+                Duration::from_millis(config.orders.local_cache_ttl_ms),
+                100_000,
+            ),
             counters: Counters::new(redis.clone()),
             redis,
             tokens: TokenKeys::new(&config.auth),
@@ -110,6 +117,9 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, router, state } = self;
         let grace = state.config.shutdown_timeout();
+        // Background work of the same binary, stopped with the server.
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -128,6 +138,10 @@ impl Application {
         tokio::select! {
             result = server.into_future() => result.context("serving HTTP")?,
             () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; closing them"),
+        }
+        let _ = stop_workers.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), sweeper).await.is_err() {
+            tracing::warn!("the order sweep did not stop in time");
         }
         state.db.close().await;
         tracing::info!("stopped");

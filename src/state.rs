@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::TokenKeys;
+use crate::cache::layered::Layered;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::counters::Counters;
@@ -23,6 +24,8 @@ pub struct App {
     pub redis: Option<Redis>,
     /// Response cache: moka in process, or Redis when configured.
     pub cache: Cache,
+    /// Order responses: in process, then Redis in scale-out, invalidated on every instance.
+    pub order_cache: Arc<Layered>,
     /// Login-failure counters (and later rate limits): in process, or Redis when configured.
     pub counters: Counters,
     /// Access-token keys.

@@ -67,6 +67,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::admin_routes::router())
         .merge(crate::addresses::routes::router())
         .merge(crate::cart::routes::router())
+        .merge(crate::orders::routes::router())
+        .merge(crate::orders::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

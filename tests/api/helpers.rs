@@ -81,7 +81,7 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
         ..Config::default()
     };
     config.db.seed_demo = Some(true);
-    config.db.acquire_timeout_ms = 1_000;
+    config.db.acquire_timeout_ms = 5_000;
     let mut cleanup = Cleanup::default();
     if let Backend::ScaleOut { server_url, redis_url } = backend {
         let database = format!("wxshop_test_{test_id}");
@@ -267,6 +267,11 @@ impl TestApp {
     pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
         let (status, _, body) = self.call(reqwest::Method::POST, path, Some(body), token).await;
         (status, body)
+    }
+
+    /// [`get_auth`](Self::get_auth) with owned arguments, for futures that outlive the caller's borrows.
+    pub async fn get_auth_owned(&self, path: String, token: String) -> (u16, Value) {
+        self.get_auth(&path, &token).await
     }
 
     pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {

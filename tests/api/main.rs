@@ -7,6 +7,7 @@ mod health;
 mod login;
 mod middleware;
 mod openapi;
+mod orders;
 mod secrets;
 mod sessions;
 mod shopping;

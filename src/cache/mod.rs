@@ -13,6 +13,8 @@ use redis::AsyncCommands;
 
 use crate::kv::Redis;
 
+pub mod layered;
+
 #[derive(Clone)]
 pub enum Cache {
     Local(moka::future::Cache<String, Entry>),

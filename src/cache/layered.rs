@@ -1,0 +1,196 @@
+//! A two-level cache for hot, per-entity responses (an order by id):
+//!
+//! - level 1 in process (moka), short-lived, so a hot key costs no network round trip;
+//! - level 2 in Redis (scale-out only), shared by every instance, TTL with ±10% jitter against avalanches;
+//! - one loader per key and instance under a stampede (moka's `try_get_with`), counted in [`Layered::loads`];
+//! - invalidation deletes both levels and is broadcast on Redis pub/sub, so every instance drops its level-1 copy;
+//!   a subscriber that reconnects drops its whole level 1, since it may have missed messages.
+//!
+//! Values are opaque bytes: callers cache the serialized response, including "not found" markers (negative
+//! caching against penetration, with their own shorter TTL).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures_util::StreamExt;
+
+use crate::cache::jitter;
+use crate::error::AppError;
+use crate::kv::Redis;
+
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    ttl: Duration,
+}
+
+struct EntryTtl;
+
+impl moka::Expiry<String, Entry> for EntryTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, _now: std::time::Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub struct Layered {
+    name: &'static str,
+    local: moka::future::Cache<String, Entry>,
+    local_ttl: Duration,
+    redis: Option<Redis>,
+    loads: AtomicU64,
+}
+
+impl Layered {
+    pub fn new(name: &'static str, redis: Option<Redis>, local_ttl: Duration, capacity: u64) -> Arc<Layered> {
+        let local = moka::future::Cache::builder().max_capacity(capacity).expire_after(EntryTtl).build();
+        let cache = Arc::new(Layered { name, local, local_ttl, redis, loads: AtomicU64::new(0) });
+        if cache.redis.is_some() {
+            tokio::spawn(listen_for_invalidations(Arc::downgrade(&cache)));
+        }
+        cache
+    }
+
+    /// How many times a loader ran (database loads), since start.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    fn channel(&self) -> Option<String> {
+        self.redis.as_ref().map(|r| r.key(&format!("cache:{}:invalidate", self.name)))
+    }
+
+    fn shared_key(&self, key: &str) -> Option<String> {
+        self.redis.as_ref().map(|r| r.key(&format!("cache:{}:{key}", self.name)))
+    }
+
+    /// The cached value of `key`, or `load`'s. `load` returns the value and how long it may be cached.
+    pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> Result<Bytes, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
+    {
+        if let Some(hit) = self.local.get(key).await {
+            self.count("local", "hit");
+            return Ok(hit.value);
+        }
+        self.count("local", "miss");
+        let entry = self
+            .local
+            .try_get_with(key.to_owned(), async {
+                if let Some(found) = self.shared_get(key).await {
+                    return Ok(found);
+                }
+                self.loads.fetch_add(1, Ordering::Relaxed);
+                let (value, ttl) = load().await?;
+                let ttl = jitter(ttl);
+                self.shared_put(key, &value, ttl).await;
+                Ok::<_, AppError>(Entry { value, ttl: ttl.min(self.local_ttl) })
+            })
+            .await
+            .map_err(|e| match Arc::try_unwrap(e) {
+                Ok(error) => error,
+                Err(shared) => AppError::Unavailable { code: "cache_load_failed", message: shared.to_string() },
+            })?;
+        Ok(entry.value)
+    }
+
+    async fn shared_get(&self, key: &str) -> Option<Entry> {
+        let (redis, shared_key) = (self.redis.as_ref()?, self.shared_key(key)?);
+        let mut conn = redis.conn();
+        let result: redis::RedisResult<(Option<Vec<u8>>, i64)> =
+            redis::pipe().cmd("GET").arg(&shared_key).cmd("PTTL").arg(&shared_key).query_async(&mut conn).await;
+        match result {
+            Ok((Some(value), ttl_ms)) => {
+                self.count("redis", "hit");
+                let ttl = Duration::from_millis(ttl_ms.max(1) as u64).min(self.local_ttl);
+                Some(Entry { value: Bytes::from(value), ttl })
+            }
+            Ok((None, _)) => {
+                self.count("redis", "miss");
+                None
+            }
+            Err(error) => {
+                redis_error(&error);
+                None
+            }
+        }
+    }
+
+    async fn shared_put(&self, key: &str, value: &Bytes, ttl: Duration) {
+        let (Some(redis), Some(shared_key)) = (self.redis.as_ref(), self.shared_key(key)) else { return };
+        let mut conn = redis.conn();
+        let result: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&shared_key)
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = result {
+            redis_error(&error);
+        }
+    }
+
+    /// Drops `key` from both levels here, and from level 1 on every other instance.
+    pub async fn invalidate(&self, key: &str) {
+        self.local.invalidate(key).await;
+        let (Some(redis), Some(shared_key), Some(channel)) =
+            (self.redis.as_ref(), self.shared_key(key), self.channel())
+        else {
+            return;
+        };
+        let mut conn = redis.conn();
+        let result: redis::RedisResult<((), i64)> = redis::pipe()
+            .cmd("DEL")
+            .arg(&shared_key)
+            .cmd("PUBLISH")
+            .arg(&channel)
+            .arg(key)
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = result {
+            redis_error(&error);
+        }
+    }
+
+    fn count(&self, level: &'static str, result: &'static str) {
+        metrics::counter!("cache_requests_total", "cache" => self.name, "level" => level, "result" => result)
+            .increment(1);
+    }
+}
+
+/// Keeps a subscription to the invalidation channel while the cache lives; evicts level-1 entries named on it.
+async fn listen_for_invalidations(cache: std::sync::Weak<Layered>) {
+    loop {
+        let Some(strong) = cache.upgrade() else { return };
+        let (Some(redis), Some(channel)) = (strong.redis.clone(), strong.channel()) else { return };
+        drop(strong);
+        match redis.pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    // Whatever was published while we were not listening is lost: start level 1 afresh.
+                    if let Some(c) = cache.upgrade() {
+                        c.local.invalidate_all();
+                    }
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(c) = cache.upgrade() else { return };
+                        if let Ok(key) = message.get_payload::<String>() {
+                            c.local.invalidate(&key).await;
+                        }
+                    }
+                }
+            }
+            Err(error) => redis_error(&error),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn redis_error(error: &redis::RedisError) {
+    tracing::warn!(%error, "redis cache operation failed");
+    metrics::counter!("redis_errors_total", "operation" => "layered_cache").increment(1);
+}

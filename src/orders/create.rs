@@ -1,0 +1,260 @@
+//! Creating orders. Prices come from the database, never from the client; the stock of every line is taken in
+//! the same transaction as the order is written, all lines or none.
+//!
+//! `Idempotency-Key` as Stripe does it: the first request with a key claims it; the same key with the same body
+//! replays the first response byte for byte; with another body it is a 422 `idempotency_key_mismatch`; while the
+//! first is still running, a 409 `request_in_progress`. The response is stored in the order's own transaction,
+//! so a claimed key without a stored response means no order was made: such a claim, once older than a request can
+//! run, is taken over. Failed requests release their key, so the client may retry with it.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::addresses::service::Address;
+use crate::addresses::store as address_store;
+use crate::crypto::sha256_hex;
+use crate::db::{now_ms, rfc3339};
+use crate::error::{AppError, FieldError};
+use crate::http::extract::parse_json;
+use crate::orders::model::{Order, OrderItem};
+use crate::orders::store::{self, ItemRow, NewOrder};
+use crate::orders::OrderStatus;
+use crate::state::App;
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: i64 = 999;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineInput {
+    pub sku_id: i64,
+    pub quantity: i64,
+}
+
+/// Either `items` or `"from_cart": true`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    pub items: Option<Vec<LineInput>>,
+    #[serde(default)]
+    pub from_cart: bool,
+    pub address_id: i64,
+    pub remark: Option<String>,
+}
+
+/// Runs an order creation under an idempotency key; returns the status and the exact response body.
+pub async fn create_idempotent(
+    app: &App,
+    user_id: i64,
+    key: Option<&str>,
+    body: &[u8],
+) -> Result<(StatusCode, Bytes), AppError> {
+    let key = key.ok_or_else(|| AppError::invalid_parameter("the Idempotency-Key header is required"))?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+    }
+    let value: serde_json::Value = parse_json(body)?;
+    // serde_json maps are ordered by key: the same JSON in any key order or spacing has one fingerprint.
+    let hash = sha256_hex(value.to_string().as_bytes());
+    let request: CreateOrder = parse_json(body)?;
+
+    let ttl_ms = app.config.orders.idempotency_ttl_secs as i64 * 1_000;
+    let stale_after_ms = app.config.http.request_timeout_ms as i64 + 5_000;
+    let pool = &app.db.pool;
+    let mut now = now_ms();
+    if !store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await? {
+        store::delete_key_if_expired(pool, user_id, key, now).await?;
+        let claimed = store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await?;
+        if !claimed {
+            let Some(existing) = store::find_key(pool, user_id, key).await? else {
+                return Err(in_progress());
+            };
+            if existing.request_hash != hash {
+                return Err(AppError::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "this key was used with a different request body",
+                )])
+                .with_code("idempotency_key_mismatch"));
+            }
+            if existing.state == "done" {
+                let status =
+                    StatusCode::from_u16(existing.response_status.unwrap_or(201) as u16).unwrap_or(StatusCode::CREATED);
+                metrics::counter!("idempotent_replays_total").increment(1);
+                return Ok((status, Bytes::from(existing.response_body.unwrap_or_default())));
+            }
+            now = now_ms();
+            let abandoned = now - existing.created_at > stale_after_ms && existing.expires_at > now;
+            if !(abandoned && store::retake_key(pool, user_id, key, existing.created_at, now, now + ttl_ms).await?) {
+                return Err(in_progress());
+            }
+        }
+    }
+    match create(app, user_id, request, Some(key)).await {
+        Ok(body) => Ok((StatusCode::CREATED, body)),
+        Err(error) => {
+            if let Err(e) = store::release_key(pool, user_id, key).await {
+                tracing::error!(error = %e, "could not release an idempotency key");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn in_progress() -> AppError {
+    AppError::conflict("request_in_progress", "a request with this Idempotency-Key is still being processed")
+}
+
+/// Merges duplicate lines and validates quantities.
+fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
+    let mut fields = Vec::new();
+    if items.is_empty() || items.len() > MAX_LINES {
+        fields.push(FieldError::new("items", format!("between 1 and {MAX_LINES} lines")));
+    }
+    let mut merged = BTreeMap::new();
+    for (i, line) in items.iter().enumerate() {
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+            fields
+                .push(FieldError::new(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+        }
+        *merged.entry(line.sku_id).or_insert(0) += line.quantity;
+    }
+    if merged.values().any(|q| *q > MAX_QUANTITY) && fields.is_empty() {
+        fields.push(FieldError::new("items", format!("at most {MAX_QUANTITY} of one SKU")));
+    }
+    if fields.is_empty() {
+        Ok(merged)
+    } else {
+        Err(AppError::Validation(fields))
+    }
+}
+
+/// Makes the order in one transaction and returns its serialized response (stored with the key when given).
+pub async fn create(app: &App, user_id: i64, request: CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
+    let remark = request.remark.unwrap_or_default();
+    if remark.chars().count() > 200 {
+        return Err(AppError::validation("remark", "at most 200 characters"));
+    }
+    if request.items.is_some() == request.from_cart {
+        return Err(AppError::validation("items", "give either `items` or `\"from_cart\": true`"));
+    }
+    let now = now_ms();
+    let mut tx = app.db.begin_write().await?;
+    let wanted = match request.items {
+        Some(items) => lines(items)?,
+        None => {
+            let cart = crate::cart::store::items(&mut tx, user_id).await?;
+            if cart.is_empty() {
+                return Err(AppError::validation("from_cart", "the cart is empty"));
+            }
+            lines(cart.into_iter().map(|(sku_id, quantity)| LineInput { sku_id, quantity }).collect())?
+        }
+    };
+    let address = address_store::find_owned(&mut tx, user_id, request.address_id)
+        .await?
+        .ok_or_else(|| AppError::validation("address_id", "no such address"))?;
+
+    let sku_ids: Vec<i64> = wanted.keys().copied().collect();
+    let skus = store::skus_for_order(&mut tx, &sku_ids).await?;
+    let mut items = Vec::with_capacity(skus.len());
+    let mut total: i64 = 0;
+    for sku_id in &sku_ids {
+        let sku = skus.iter().find(|s| s.sku_id == *sku_id);
+        let Some(sku) = sku.filter(|s| s.purchasable) else {
+            return Err(AppError::conflict("sku_unavailable", format!("sku {sku_id} is not for sale")));
+        };
+        let quantity = wanted[sku_id];
+        // Ascending SKU order: every order transaction locks rows in the same order.
+        if !store::take_stock(&mut tx, *sku_id, quantity, now).await? {
+            return Err(AppError::conflict(
+                "insufficient_stock",
+                format!("sku {sku_id} has {} left, {quantity} wanted", sku.stock.min(quantity.saturating_sub(1))),
+            ));
+        }
+        total = sku
+            .price_fen
+            .checked_mul(quantity)
+            .and_then(|line| total.checked_add(line))
+            .ok_or_else(|| AppError::validation("items", "the total is too large"))?;
+        items.push(ItemRow {
+            sku_id: *sku_id,
+            product_id: sku.product_id,
+            title: sku.title.clone(),
+            sku_title: sku.sku_title.clone(),
+            price_fen: sku.price_fen,
+            quantity,
+        });
+    }
+    let address = Address::from(address);
+    let address_json = serde_json::to_string(&address).map_err(anyhow::Error::from)?;
+    let pay_deadline = now + app.config.orders.payment_timeout_secs as i64 * 1_000;
+    let order_no = order_number(now);
+    let status = OrderStatus::PendingPayment.as_str();
+    let new = NewOrder {
+        order_no: &order_no,
+        user_id,
+        status,
+        total_fen: total,
+        address: &address_json,
+        remark: &remark,
+        pay_deadline,
+    };
+    let id = store::insert_order(&mut tx, &new, now).await?;
+    store::insert_items(&mut tx, id, &items).await?;
+    store::insert_event(&mut tx, id, None, status, &format!("user:{user_id}"), now).await?;
+    if request.from_cart {
+        store::remove_from_cart(&mut tx, user_id, &sku_ids).await?;
+    }
+    let order = Order {
+        id,
+        order_no,
+        status: status.to_owned(),
+        total_fen: total,
+        items: items.into_iter().map(item).collect(),
+        address,
+        remark,
+        created_at: rfc3339(now),
+        pay_deadline: rfc3339(pay_deadline),
+        carrier: None,
+        tracking_no: None,
+    };
+    let body = serde_json::to_string(&order).map_err(anyhow::Error::from)?;
+    if let Some(key) = key {
+        store::complete_key(&mut tx, user_id, key, 201, &body).await?;
+    }
+    tx.commit().await?;
+    // A "no such order" may be cached for this id (someone probed it): drop it.
+    app.order_cache.invalidate(&id.to_string()).await;
+    metrics::counter!("orders_created_total").increment(1);
+    Ok(Bytes::from(body))
+}
+
+pub fn item(row: ItemRow) -> OrderItem {
+    OrderItem {
+        sku_id: row.sku_id,
+        product_id: row.product_id,
+        title: row.title,
+        sku_title: row.sku_title,
+        price_fen: row.price_fen,
+        quantity: row.quantity,
+    }
+}
+
+/// `YYYYMMDDhhmmss` (UTC) and 8 random digits.
+fn order_number(now_ms: i64) -> String {
+    use rand::Rng;
+    let time = time::OffsetDateTime::from_unix_timestamp(now_ms / 1_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:08}",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        rand::rng().random_range(0..100_000_000u32)
+    )
+}

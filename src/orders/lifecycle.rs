@@ -1,0 +1,111 @@
+//! Moving orders between states. Every transition is a conditional UPDATE (`WHERE status = <from>`), so of two
+//! concurrent attempts exactly one wins, recorded as an `order_event` in the same transaction; the cached response
+//! is invalidated on every instance afterwards.
+
+use sqlx::AnyConnection;
+
+use crate::db::now_ms;
+use crate::error::AppError;
+use crate::orders::store;
+use crate::orders::OrderStatus;
+use crate::state::App;
+
+/// Who moved an order.
+pub enum Actor {
+    User(i64),
+    Admin(i64),
+    Timeout,
+}
+
+impl Actor {
+    fn label(&self) -> String {
+        match self {
+            Actor::User(id) => format!("user:{id}"),
+            Actor::Admin(id) => format!("admin:{id}"),
+            Actor::Timeout => "system:timeout".to_owned(),
+        }
+    }
+}
+
+/// Moves order `id` from its current state to `to`; 409 `invalid_order_state` if the machine does not allow it.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    id: i64,
+    current: OrderStatus,
+    to: OrderStatus,
+    actor: &Actor,
+    shipping: Option<(&str, &str)>,
+) -> Result<(), AppError> {
+    if !current.can_become(to) {
+        return Err(invalid(current, to));
+    }
+    let now = now_ms();
+    if !store::set_status(conn, id, current.as_str(), to.as_str(), shipping, now).await? {
+        return Err(AppError::conflict("invalid_order_state", "the order changed meanwhile; reload it"));
+    }
+    store::insert_event(conn, id, Some(current.as_str()), to.as_str(), &actor.label(), now).await?;
+    metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
+    Ok(())
+}
+
+fn invalid(from: OrderStatus, to: OrderStatus) -> AppError {
+    AppError::conflict(
+        "invalid_order_state",
+        format!("an order that is {} cannot become {}", from.as_str(), to.as_str()),
+    )
+}
+
+/// Cancels an unpaid order and returns its stock. `owner`: only that user's order (others' are 404).
+pub async fn cancel(app: &App, id: i64, owner: Option<i64>, actor: Actor) -> Result<(), AppError> {
+    let mut tx = app.db.begin_write().await?;
+    cancel_in(&mut tx, id, owner, &actor).await?;
+    tx.commit().await?;
+    cancelled(app, id, &actor).await;
+    Ok(())
+}
+
+/// The cancellation itself, inside the caller's transaction: the transition and the stock's return.
+pub async fn cancel_in(conn: &mut AnyConnection, id: i64, owner: Option<i64>, actor: &Actor) -> Result<(), AppError> {
+    let order = store::find_order(conn, id).await?.filter(|o| owner.is_none_or(|u| u == o.user_id));
+    let order = order.ok_or(AppError::not_found("order"))?;
+    let current =
+        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    transition(conn, id, current, OrderStatus::Cancelled, actor, None).await?;
+    let now = now_ms();
+    for item in store::items_of(conn, id).await? {
+        store::return_stock(conn, item.sku_id, item.quantity, now).await?;
+    }
+    Ok(())
+}
+
+/// After a committed cancellation: the cache everywhere, the counters.
+pub async fn cancelled(app: &App, id: i64, actor: &Actor) {
+    app.order_cache.invalidate(&id.to_string()).await;
+    let by = if matches!(actor, Actor::Timeout) { "timeout" } else { "request" };
+    metrics::counter!("orders_cancelled_total", "by" => by).increment(1);
+}
+
+/// Ships a paid order.
+pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no: &str) -> Result<(), AppError> {
+    let mut tx = app.db.begin_write().await?;
+    let order = store::find_order(&mut tx, id).await?.ok_or(AppError::not_found("order"))?;
+    let current =
+        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    transition(&mut tx, id, current, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
+        .await?;
+    tx.commit().await?;
+    app.order_cache.invalidate(&id.to_string()).await;
+    Ok(())
+}
+
+/// Any legal transition without side effects on stock (payments will drive `paid`; tests use it).
+pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Result<(), AppError> {
+    let mut tx = app.db.begin_write().await?;
+    let order = store::find_order(&mut tx, id).await?.ok_or(AppError::not_found("order"))?;
+    let current =
+        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    transition(&mut tx, id, current, to, &actor, None).await?;
+    tx.commit().await?;
+    app.order_cache.invalidate(&id.to_string()).await;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Orders: creation from items or the cart with stock taken atomically (all or nothing) and Idempotency-Key
+//! replay, a state machine with every transition recorded, the two-level order cache, keyset listing, the
+//! durable timeout sweep, and the back office's view.
+//!
+//! `create` makes orders, `query` reads them, `lifecycle` moves them between states, `worker` cancels the unpaid
+//! ones past their deadline, `store` holds the SQL, `routes`/`admin_routes` the handlers.
+
+pub mod admin_routes;
+pub mod create;
+pub mod lifecycle;
+pub mod model;
+pub mod query;
+pub mod routes;
+pub mod store;
+pub mod worker;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Completed,
+    Cancelled,
+    Refunding,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunding,
+        OrderStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunding => "refunding",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The state machine: `pending_payment → paid → shipped → completed`, `pending_payment → cancelled`,
+    /// `paid → refunding → refunded`.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (PendingPayment, Paid)
+                | (PendingPayment, Cancelled)
+                | (Paid, Shipped)
+                | (Shipped, Completed)
+                | (Paid, Refunding)
+                | (Refunding, Refunded)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::{self, *};
+
+    #[test]
+    fn only_the_listed_transitions_are_legal() {
+        let legal = [
+            (PendingPayment, Paid),
+            (PendingPayment, Cancelled),
+            (Paid, Shipped),
+            (Shipped, Completed),
+            (Paid, Refunding),
+            (Refunding, Refunded),
+        ];
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                assert_eq!(from.can_become(to), legal.contains(&(from, to)), "{from:?} -> {to:?}");
+            }
+            assert_eq!(OrderStatus::parse(from.as_str()), Some(from));
+        }
+    }
+}

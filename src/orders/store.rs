@@ -1,0 +1,447 @@
+//! Order SQL. Stock moves by conditional UPDATEs (`stock >= ?`), SKUs always in ascending id order so concurrent
+//! transactions lock rows in one order and cannot deadlock on them.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, AnyPool, QueryBuilder, Row};
+
+use crate::db::{get_text, insert_returning_id, Dialect};
+
+/// A SKU as an order line needs it, with its product.
+pub struct SkuForOrder {
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub sku_title: String,
+    pub price_fen: i64,
+    pub stock: i64,
+    pub purchasable: bool,
+}
+
+pub async fn skus_for_order(conn: &mut AnyConnection, sku_ids: &[i64]) -> Result<Vec<SkuForOrder>, sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new(
+        "SELECT s.id, s.product_id, p.title, s.title AS sku_title, s.price_fen, s.stock, s.status AS sku_status, \
+         p.status AS product_status FROM sku s JOIN product p ON p.id = s.product_id WHERE s.id IN (",
+    );
+    let mut ids = sql.separated(", ");
+    for id in sku_ids {
+        ids.push_bind(*id);
+    }
+    sql.push(") ORDER BY s.id");
+    let rows = sql.build().fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SkuForOrder {
+                sku_id: r.try_get("id")?,
+                product_id: r.try_get("product_id")?,
+                title: r.try_get("title")?,
+                sku_title: r.try_get("sku_title")?,
+                price_fen: r.try_get("price_fen")?,
+                stock: r.try_get("stock")?,
+                purchasable: r.try_get::<String, _>("sku_status")? == "active"
+                    && r.try_get::<String, _>("product_status")? == "on_sale",
+            })
+        })
+        .collect()
+}
+
+/// Takes `quantity` from a SKU's stock if it has that much. Returns whether it did.
+pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE sku SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ? AND status = 'active'",
+    )
+    .bind(quantity)
+    .bind(now)
+    .bind(sku_id)
+    .bind(quantity)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn return_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sku SET stock = stock + ?, updated_at = ? WHERE id = ?")
+        .bind(quantity)
+        .bind(now)
+        .bind(sku_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct NewOrder<'a> {
+    pub order_no: &'a str,
+    pub user_id: i64,
+    pub status: &'a str,
+    pub total_fen: i64,
+    pub address: &'a str,
+    pub remark: &'a str,
+    pub pay_deadline: i64,
+}
+
+pub async fn insert_order(conn: &mut AnyConnection, o: &NewOrder<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let query = sqlx::query(
+        "INSERT INTO shop_order (order_no, user_id, status, total_fen, address, remark, pay_deadline, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(o.order_no.to_owned())
+    .bind(o.user_id)
+    .bind(o.status.to_owned())
+    .bind(o.total_fen)
+    .bind(o.address.to_owned())
+    .bind(o.remark.to_owned())
+    .bind(o.pay_deadline)
+    .bind(now)
+    .bind(now);
+    insert_returning_id(conn, query).await
+}
+
+pub struct ItemRow {
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub sku_title: String,
+    pub price_fen: i64,
+    pub quantity: i64,
+}
+
+pub async fn insert_items(conn: &mut AnyConnection, order_id: i64, items: &[ItemRow]) -> Result<(), sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new(
+        "INSERT INTO order_item (order_id, sku_id, product_id, title, sku_title, price_fen, quantity) ",
+    );
+    sql.push_values(items, |mut row, item| {
+        row.push_bind(order_id)
+            .push_bind(item.sku_id)
+            .push_bind(item.product_id)
+            .push_bind(item.title.clone())
+            .push_bind(item.sku_title.clone())
+            .push_bind(item.price_fen)
+            .push_bind(item.quantity);
+    });
+    sql.build().execute(conn).await?;
+    Ok(())
+}
+
+pub async fn insert_event(
+    conn: &mut AnyConnection,
+    order_id: i64,
+    from: Option<&str>,
+    to: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO order_event (order_id, from_status, to_status, actor, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(order_id)
+        .bind(from.map(str::to_owned))
+        .bind(to.to_owned())
+        .bind(actor.to_owned())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct OrderRow {
+    pub id: i64,
+    pub order_no: String,
+    pub user_id: i64,
+    pub status: String,
+    pub total_fen: i64,
+    pub address: String,
+    pub remark: String,
+    pub pay_deadline: i64,
+    pub carrier: Option<String>,
+    pub tracking_no: Option<String>,
+    pub created_at: i64,
+}
+
+const ORDER_COLUMNS: &str =
+    "id, order_no, user_id, status, total_fen, address, remark, pay_deadline, carrier, tracking_no, created_at";
+
+fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
+    Ok(OrderRow {
+        id: r.try_get("id")?,
+        order_no: r.try_get("order_no")?,
+        user_id: r.try_get("user_id")?,
+        status: r.try_get("status")?,
+        total_fen: r.try_get("total_fen")?,
+        address: get_text(r, "address")?,
+        remark: r.try_get("remark")?,
+        pay_deadline: r.try_get("pay_deadline")?,
+        carrier: r.try_get("carrier")?,
+        tracking_no: r.try_get("tracking_no")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub async fn find_order(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE id = ?");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(order_row).transpose()
+}
+
+pub async fn items_of(conn: &mut AnyConnection, order_id: i64) -> Result<Vec<ItemRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT sku_id, product_id, title, sku_title, price_fen, quantity FROM order_item WHERE order_id = ? ORDER BY sku_id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ItemRow {
+                sku_id: r.try_get("sku_id")?,
+                product_id: r.try_get("product_id")?,
+                title: r.try_get("title")?,
+                sku_title: r.try_get("sku_title")?,
+                price_fen: r.try_get("price_fen")?,
+                quantity: r.try_get("quantity")?,
+            })
+        })
+        .collect()
+}
+
+pub struct EventRow {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub created_at: i64,
+}
+
+pub async fn events_of(pool: &AnyPool, order_id: i64) -> Result<Vec<EventRow>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT from_status, to_status, actor, created_at FROM order_event WHERE order_id = ? ORDER BY id")
+            .bind(order_id)
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRow {
+                from_status: r.try_get("from_status")?,
+                to_status: r.try_get("to_status")?,
+                actor: r.try_get("actor")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Moves an order from `from` to `to` if it is still in `from`; sets shipping details when given.
+pub async fn set_status(
+    conn: &mut AnyConnection,
+    id: i64,
+    from: &str,
+    to: &str,
+    shipping: Option<(&str, &str)>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let (carrier, tracking) = shipping.map(|(c, t)| (Some(c.to_owned()), Some(t.to_owned()))).unwrap_or((None, None));
+    let result = sqlx::query(
+        "UPDATE shop_order SET status = ?, carrier = COALESCE(?, carrier), tracking_no = COALESCE(?, tracking_no), \
+         updated_at = ? WHERE id = ? AND status = ?",
+    )
+    .bind(to.to_owned())
+    .bind(carrier)
+    .bind(tracking)
+    .bind(now)
+    .bind(id)
+    .bind(from.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Filters of an order listing; `None` is "any". Keyset: newest first on (created_at, id).
+#[derive(Default)]
+pub struct OrderFilter<'a> {
+    pub user_id: Option<i64>,
+    pub status: Option<&'a str>,
+    pub order_no: Option<&'a str>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// The (created_at, id) of the last order of the previous page.
+    pub after: Option<(i64, i64)>,
+    pub limit: u32,
+}
+
+pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new(format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE 1 = 1"));
+    if let Some(user_id) = f.user_id {
+        sql.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(status) = f.status {
+        sql.push(" AND status = ").push_bind(status.to_owned());
+    }
+    if let Some(order_no) = f.order_no {
+        sql.push(" AND order_no = ").push_bind(order_no.to_owned());
+    }
+    if let Some(from) = f.created_from {
+        sql.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.created_to {
+        sql.push(" AND created_at < ").push_bind(to);
+    }
+    if let Some((created_at, id)) = f.after {
+        sql.push(" AND (created_at < ").push_bind(created_at);
+        sql.push(" OR (created_at = ").push_bind(created_at).push(" AND id < ").push_bind(id).push("))");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(f.limit));
+    let rows = sql.build().fetch_all(pool).await?;
+    rows.iter().map(order_row).collect()
+}
+
+/// Up to `limit` unpaid orders past their deadline, claimed for this transaction (others skip them).
+pub async fn claim_expired(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id FROM shop_order WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline LIMIT ?{}",
+        dialect.skip_locked()
+    );
+    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(conn).await?;
+    rows.iter().map(|r| r.try_get("id")).collect()
+}
+
+pub async fn remove_from_cart(conn: &mut AnyConnection, user_id: i64, sku_ids: &[i64]) -> Result<(), sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new("DELETE FROM cart_item WHERE user_id = ");
+    sql.push_bind(user_id).push(" AND sku_id IN (");
+    let mut ids = sql.separated(", ");
+    for id in sku_ids {
+        ids.push_bind(*id);
+    }
+    sql.push(")");
+    sql.build().execute(conn).await?;
+    Ok(())
+}
+
+// ---- idempotency keys ---------------------------------------------------------------------------------------------
+
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub state: String,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Claims `key` for a request; returns whether this call did (false: someone holds it already).
+pub async fn claim_key(
+    pool: &AnyPool,
+    dialect: Dialect,
+    user_id: i64,
+    key: &str,
+    hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "{} INTO idempotency_key (user_id, idem_key, request_hash, state, created_at, expires_at) \
+         VALUES (?, ?, ?, 'in_progress', ?, ?)",
+        dialect.insert_ignore()
+    );
+    let result = sqlx::query(&sql)
+        .bind(user_id)
+        .bind(key.to_owned())
+        .bind(hash.to_owned())
+        .bind(now)
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn find_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT request_hash, state, response_status, response_body, created_at, expires_at FROM idempotency_key \
+         WHERE user_id = ? AND idem_key = ?",
+    )
+    .bind(user_id)
+    .bind(key.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(IdempotencyRow {
+            request_hash: r.try_get("request_hash")?,
+            state: r.try_get("state")?,
+            response_status: r.try_get("response_status")?,
+            response_body: match r.try_get::<Option<String>, _>("response_body") {
+                Ok(v) => v,
+                Err(_) => {
+                    r.try_get::<Option<Vec<u8>>, _>("response_body")?.map(|b| String::from_utf8_lossy(&b).into_owned())
+                }
+            },
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Takes over a key whose request was abandoned (claimed at `claimed_at`, never completed).
+pub async fn retake_key(
+    pool: &AnyPool,
+    user_id: i64,
+    key: &str,
+    claimed_at: i64,
+    now: i64,
+    expires_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE idempotency_key SET created_at = ?, expires_at = ? WHERE user_id = ? AND idem_key = ? \
+         AND state = 'in_progress' AND created_at = ?",
+    )
+    .bind(now)
+    .bind(expires_at)
+    .bind(user_id)
+    .bind(key.to_owned())
+    .bind(claimed_at)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn complete_key(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_key SET state = 'done', response_status = ?, response_body = ? WHERE user_id = ? AND idem_key = ?",
+    )
+    .bind(i64::from(status))
+    .bind(body.to_owned())
+    .bind(user_id)
+    .bind(key.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn release_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM idempotency_key WHERE user_id = ? AND idem_key = ? AND state = 'in_progress'")
+        .bind(user_id)
+        .bind(key.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_expired_keys(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM idempotency_key WHERE expires_at <= ?").bind(now).execute(pool).await?.rows_affected())
+}
+
+/// Deletes an expired key so it can be claimed afresh.
+pub async fn delete_key_if_expired(pool: &AnyPool, user_id: i64, key: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM idempotency_key WHERE user_id = ? AND idem_key = ? AND expires_at <= ?")
+        .bind(user_id)
+        .bind(key.to_owned())
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
