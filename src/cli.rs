@@ -26,8 +26,15 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Seed the demo catalog into an empty database and exit.
-    SeedDemo,
+    /// Seed the demo catalog into an empty database and exit; with --users/--orders, also load-test data.
+    SeedDemo {
+        /// Users to create (for load tests).
+        #[arg(long, default_value_t = 0)]
+        users: usize,
+        /// Historical orders to create, spread over the new users.
+        #[arg(long, default_value_t = 0)]
+        orders: usize,
+    },
     /// Print the effective configuration, secrets redacted.
     Config,
     /// Manage back-office accounts.
@@ -121,7 +128,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::SeedDemo => {
+        Command::SeedDemo { users, orders } => {
             if config.mode == crate::config::Mode::Production {
                 anyhow::bail!("seed-demo writes demo data and is refused in production mode");
             }
@@ -131,7 +138,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if seeded {
                 tracing::info!("demo catalog seeded");
             } else {
-                tracing::info!("the catalog is not empty; nothing seeded");
+                tracing::info!("the catalog is not empty; no catalog seeded");
+            }
+            if users > 0 || orders > 0 {
+                let app_id = config.wechat.app_id.clone().unwrap_or_else(|| crate::simulator::SIM_APP_ID.to_owned());
+                let done = crate::demo_data::seed_load_test_data(&db, &app_id, users, orders).await?;
+                println!("seeded {} users, {} orders, {} order items", done.users, done.orders, done.items);
             }
             db.close().await;
             Ok(())

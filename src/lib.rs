@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod crypto;
 pub mod db;
+pub mod demo_data;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -188,8 +188,13 @@ async fn idempotency_keys_replay_refuse_and_serialise() {
         let response = app.client.post(app.url("/api/v1/orders")).bearer_auth(&token).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 400);
 
-        // 50 concurrent requests with one key: one order; each answer is that order or "in progress".
-        let attempts = (0..50).map(|_| order(&app, &token, "storm", &body));
+        // 50 concurrent requests with one key (split over two instances in scale-out): one order; each answer is
+        // that order or "in progress".
+        let peer = if backend.is_scale_out() { Some(app.spawn_peer().await) } else { None };
+        let attempts = (0..50).map(|i| {
+            let target = if i % 2 == 1 { peer.as_ref().unwrap_or(&app) } else { &app };
+            order(target, &token, "storm", &body)
+        });
         let results = futures_util::future::join_all(attempts).await;
         let created: HashSet<&String> = results.iter().filter(|(s, _)| *s == 201).map(|(_, t)| t).collect();
         assert_eq!(created.len(), 1, "every 201 is the same response");
@@ -448,5 +453,43 @@ async fn ordering_from_the_cart_empties_those_lines() {
         assert!(app.get_auth("/api/v1/cart", &token).await.1["items"].as_array().unwrap().is_empty());
         let (status, text) = order(&app, &token, "cart-2", &json!({"from_cart": true, "address_id": address_id})).await;
         assert_eq!(status, 422, "an empty cart: {text}");
+    }
+}
+
+/// `seed-demo --users --orders`: the counts asked for, historical orders only, readable through the API.
+#[tokio::test]
+async fn load_test_data_seeds_users_and_orders() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let stock_before = count(&app, "SELECT CAST(COALESCE(SUM(stock), 0) AS SIGNED) FROM sku").await;
+        let done = wxshop::demo_data::seed_load_test_data(&app.state.db, wxshop::simulator::SIM_APP_ID, 50, 2_300)
+            .await
+            .unwrap();
+        assert_eq!((done.users, done.orders), (50, 2_300));
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM shop_order").await, 2_300);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM app_user").await, 50);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM order_item").await as usize, done.items);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM shop_order WHERE status = 'pending_payment'").await, 0);
+        assert_eq!(
+            count(&app, "SELECT CAST(COALESCE(SUM(stock), 0) AS SIGNED) FROM sku").await,
+            stock_before,
+            "stock untouched"
+        );
+        // A seeded user's orders through the API, with a token as the benchmark mints them.
+        let user_id: i64 =
+            sqlx::query_scalar("SELECT MIN(id) FROM app_user").fetch_one(&app.state.db.pool).await.unwrap();
+        let token = app
+            .state
+            .tokens
+            .issue(user_id, wxshop::auth::USER_AUDIENCE, 1, None, wxshop::auth::tokens::now_secs())
+            .unwrap()
+            .token;
+        let (status, page) = app.get_auth("/api/v1/orders?limit=100", &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["items"].as_array().unwrap().len(), 46, "2,300 orders round-robin over 50 users");
+        let id = page["items"][0]["id"].as_i64().unwrap();
+        assert_eq!(app.get_auth(&format!("/api/v1/orders/{id}"), &token).await.0, 200);
+        // A second run into a database with orders is refused.
+        assert!(wxshop::demo_data::seed_load_test_data(&app.state.db, "x", 1, 1).await.is_err());
     }
 }

@@ -1,0 +1,149 @@
+//! Load-test data for benchmarks: `wxshop seed-demo --users N --orders M`. Users with WeChat-like openids and
+//! historical orders (paid, shipped, completed or cancelled, never pending, so the timeout sweep leaves them
+//! alone and stock is untouched) spread over the last 180 days, with 1 to 3 catalog lines each.
+//!
+//! Fast: explicit ids and multi-row INSERTs of 1,000 rows, one transaction per batch.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use sqlx::{Any, QueryBuilder, Row};
+
+use crate::db::{now_ms, Db};
+
+const BATCH: usize = 1_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+pub struct Seeded {
+    pub users: usize,
+    pub orders: usize,
+    pub items: usize,
+}
+
+/// Seeds `users` users and `orders` orders (round-robin over the new users). Refused when orders exist already.
+pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: usize) -> anyhow::Result<Seeded> {
+    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM shop_order").fetch_one(&db.pool).await?.try_get("n")?;
+    if existing > 0 && orders > 0 {
+        anyhow::bail!("the database already has {existing} orders; seed load-test data into a fresh database");
+    }
+    if users == 0 && orders > 0 {
+        anyhow::bail!("orders need users: give --users too");
+    }
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_124);
+    let skus: Vec<(i64, i64, String, String, i64)> = sqlx::query(
+        "SELECT s.id, s.product_id, p.title, s.title AS sku_title, s.price_fen FROM sku s JOIN product p ON p.id = s.product_id",
+    )
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("id")?, r.try_get("product_id")?, r.try_get("title")?, r.try_get("sku_title")?, r.try_get("price_fen")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    if skus.is_empty() && orders > 0 {
+        anyhow::bail!("the catalog is empty: seed it first (`wxshop seed-demo` without options)");
+    }
+    let now = now_ms();
+    let first_user = next_id(db, "app_user").await?;
+    for start in (0..users).step_by(BATCH) {
+        let end = (start + BATCH).min(users);
+        let mut sql = QueryBuilder::<Any>::new(
+            "INSERT INTO app_user (id, app_id, openid, nickname, status, created_at, updated_at, last_login_at) ",
+        );
+        sql.push_values(start..end, |mut row, i| {
+            row.push_bind(first_user + i as i64)
+                .push_bind(app_id.to_owned())
+                .push_bind(format!("seed-openid-{:010}", first_user + i as i64))
+                .push_bind(format!("用户{i}"))
+                .push_bind("active")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        let mut tx = db.begin_write().await?;
+        sql.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+
+    let address =
+        json!({"id": 0, "recipient": "测试用户", "phone": "13800000000", "province": "浙江省", "city": "杭州市",
+                         "district": "西湖区", "detail": "文三路 1 号", "is_default": true})
+        .to_string();
+    let statuses = ["completed", "completed", "shipped", "paid", "cancelled"];
+    let first_order = next_id(db, "shop_order").await?;
+    let mut items_total = 0;
+    for start in (0..orders).step_by(BATCH) {
+        let end = (start + BATCH).min(orders);
+        let mut order_rows = Vec::with_capacity(end - start);
+        let mut item_rows = Vec::new();
+        for i in start..end {
+            let id = first_order + i as i64;
+            let user_id = first_user + (i % users) as i64;
+            let created_at = now - rng.random_range(0..180 * DAY_MS);
+            let mut total = 0;
+            for _ in 0..rng.random_range(1..=3) {
+                let (sku_id, product_id, title, sku_title, price) = &skus[rng.random_range(0..skus.len())];
+                let quantity: i64 = rng.random_range(1..=3);
+                total += price * quantity;
+                item_rows.push((id, *sku_id, *product_id, title.clone(), sku_title.clone(), *price, quantity));
+            }
+            let status = statuses[rng.random_range(0..statuses.len())];
+            order_rows.push((id, format!("S{:021}", id), user_id, status, total, created_at));
+        }
+        items_total += item_rows.len();
+        let mut tx = db.begin_write().await?;
+        let mut sql = QueryBuilder::<Any>::new(
+            "INSERT INTO shop_order (id, order_no, user_id, status, total_fen, address, remark, pay_deadline, created_at, updated_at) ",
+        );
+        sql.push_values(&order_rows, |mut row, (id, order_no, user_id, status, total, created_at)| {
+            row.push_bind(*id)
+                .push_bind(order_no.clone())
+                .push_bind(*user_id)
+                .push_bind(*status)
+                .push_bind(*total)
+                .push_bind(address.clone())
+                .push_bind("")
+                .push_bind(created_at + 30 * 60 * 1000)
+                .push_bind(*created_at)
+                .push_bind(*created_at);
+        });
+        sql.build().execute(&mut *tx).await?;
+        let mut sql = QueryBuilder::<Any>::new(
+            "INSERT INTO order_item (order_id, sku_id, product_id, title, sku_title, price_fen, quantity) ",
+        );
+        sql.push_values(&item_rows, |mut row, (order_id, sku_id, product_id, title, sku_title, price, quantity)| {
+            row.push_bind(*order_id)
+                .push_bind(*sku_id)
+                .push_bind(*product_id)
+                .push_bind(title.clone())
+                .push_bind(sku_title.clone())
+                .push_bind(*price)
+                .push_bind(*quantity);
+        });
+        sql.build().execute(&mut *tx).await?;
+        let mut sql =
+            QueryBuilder::<Any>::new("INSERT INTO order_event (order_id, from_status, to_status, actor, created_at) ");
+        sql.push_values(&order_rows, |mut row, (id, _, _, status, _, created_at)| {
+            row.push_bind(*id)
+                .push_bind(None::<String>)
+                .push_bind(*status)
+                .push_bind("system:seed")
+                .push_bind(*created_at);
+        });
+        sql.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    tracing::info!(
+        users,
+        orders,
+        items = items_total,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "load-test data seeded"
+    );
+    Ok(Seeded { users, orders, items: items_total })
+}
+
+async fn next_id(db: &Db, table: &str) -> anyhow::Result<i64> {
+    let row = sqlx::query(&format!("SELECT COALESCE(MAX(id), 0) AS m FROM {table}")).fetch_one(&db.pool).await?;
+    Ok(row.try_get::<i64, _>("m")? + 1)
+}
