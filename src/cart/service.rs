@@ -98,8 +98,7 @@ pub async fn set_quantity(app: &App, user_id: i64, sku_id: i64, quantity: i64) -
         Some(_) => {}
     }
     let lines = store::count(&app.db.pool, user_id).await?;
-    let present = store::lines(&app.db.pool, user_id).await?.iter().any(|l| l.sku_id == sku_id);
-    if !present && lines >= MAX_LINES {
+    if lines >= MAX_LINES && !store::contains(&app.db.pool, user_id, sku_id).await? {
         return Err(AppError::conflict("cart_full", format!("a cart holds at most {MAX_LINES} lines")));
     }
     store::set(&app.db.pool, app.db.dialect, user_id, sku_id, quantity, now_ms()).await?;

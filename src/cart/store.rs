@@ -54,6 +54,15 @@ pub async fn count(pool: &AnyPool, user_id: i64) -> Result<i64, sqlx::Error> {
         .try_get("n")
 }
 
+pub async fn contains(pool: &AnyPool, user_id: i64, sku_id: i64) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 AS present FROM cart_item WHERE user_id = ? AND sku_id = ?")
+        .bind(user_id)
+        .bind(sku_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
+}
+
 pub async fn set(
     pool: &AnyPool,
     dialect: Dialect,

@@ -37,28 +37,35 @@ where
 /// Parses a JSON body: syntax errors are `invalid_json`, shape errors name the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = inner.to_string();
-                // serde reports an unknown field at its parent; name the field itself.
-                let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
-                let field = match (unknown, field.as_str()) {
-                    (Some(name), ".") => name.to_owned(),
-                    (Some(name), parent) if parent.ends_with(name) => parent.to_owned(),
-                    (Some(name), parent) => format!("{parent}.{name}"),
-                    (None, ".") => "body".to_owned(),
-                    (None, _) => field,
-                };
-                AppError::Validation(vec![FieldError::new(field, message)])
-            }
-            _ => AppError::InvalidJson(format!("malformed JSON: {inner}")),
-        }
-    })?;
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
     deserializer.end().map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// Reads an already-parsed JSON value as `T`, with the same field-naming errors as [`parse_json`].
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(value).map_err(shape_error)
+}
+
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = inner.to_string();
+            // serde reports an unknown field at its parent; name the field itself.
+            let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+            let field = match (unknown, field.as_str()) {
+                (Some(name), ".") => name.to_owned(),
+                (Some(name), parent) if parent.ends_with(name) => parent.to_owned(),
+                (Some(name), parent) => format!("{parent}.{name}"),
+                (None, ".") => "body".to_owned(),
+                (None, _) => field,
+            };
+            AppError::Validation(vec![FieldError::new(field, message)])
+        }
+        _ => AppError::InvalidJson(format!("malformed JSON: {inner}")),
+    }
 }
 
 fn is_json_content_type(req: &Request) -> bool {

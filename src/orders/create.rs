@@ -19,7 +19,7 @@ use crate::addresses::store as address_store;
 use crate::crypto::sha256_hex;
 use crate::db::{now_ms, rfc3339};
 use crate::error::{AppError, FieldError};
-use crate::http::extract::parse_json;
+use crate::http::extract::{from_json_value, parse_json};
 use crate::orders::model::{Order, OrderItem};
 use crate::orders::store::{self, ItemRow, NewOrder};
 use crate::orders::OrderStatus;
@@ -60,7 +60,7 @@ pub async fn create_idempotent(
     let value: serde_json::Value = parse_json(body)?;
     // serde_json maps are ordered by key: the same JSON in any key order or spacing has one fingerprint.
     let hash = sha256_hex(value.to_string().as_bytes());
-    let request: CreateOrder = parse_json(body)?;
+    let request: CreateOrder = from_json_value(value)?;
 
     let ttl_ms = app.config.orders.idempotency_ttl_secs as i64 * 1_000;
     let stale_after_ms = app.config.http.request_timeout_ms as i64 + 5_000;

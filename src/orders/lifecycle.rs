@@ -48,6 +48,14 @@ pub async fn transition(
     Ok(())
 }
 
+/// The order's status; 404 `order_not_found` when it does not exist or, with `owner`, is someone else's.
+async fn current_status(conn: &mut AnyConnection, id: i64, owner: Option<i64>) -> Result<OrderStatus, AppError> {
+    let order = store::find_order(conn, id).await?.filter(|o| owner.is_none_or(|u| u == o.user_id));
+    let order = order.ok_or(AppError::not_found("order"))?;
+    OrderStatus::parse(&order.status)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("order {id} has an unknown status {}", order.status)))
+}
+
 fn invalid(from: OrderStatus, to: OrderStatus) -> AppError {
     AppError::conflict(
         "invalid_order_state",
@@ -66,10 +74,7 @@ pub async fn cancel(app: &App, id: i64, owner: Option<i64>, actor: Actor) -> Res
 
 /// The cancellation itself, inside the caller's transaction: the transition and the stock's return.
 pub async fn cancel_in(conn: &mut AnyConnection, id: i64, owner: Option<i64>, actor: &Actor) -> Result<(), AppError> {
-    let order = store::find_order(conn, id).await?.filter(|o| owner.is_none_or(|u| u == o.user_id));
-    let order = order.ok_or(AppError::not_found("order"))?;
-    let current =
-        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    let current = current_status(conn, id, owner).await?;
     transition(conn, id, current, OrderStatus::Cancelled, actor, None).await?;
     let now = now_ms();
     for item in store::items_of(conn, id).await? {
@@ -88,9 +93,7 @@ pub async fn cancelled(app: &App, id: i64, actor: &Actor) {
 /// Ships a paid order.
 pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no: &str) -> Result<(), AppError> {
     let mut tx = app.db.begin_write().await?;
-    let order = store::find_order(&mut tx, id).await?.ok_or(AppError::not_found("order"))?;
-    let current =
-        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    let current = current_status(&mut tx, id, None).await?;
     transition(&mut tx, id, current, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
         .await?;
     tx.commit().await?;
@@ -101,9 +104,7 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
 /// Any legal transition without side effects on stock (payments will drive `paid`; tests use it).
 pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Result<(), AppError> {
     let mut tx = app.db.begin_write().await?;
-    let order = store::find_order(&mut tx, id).await?.ok_or(AppError::not_found("order"))?;
-    let current =
-        OrderStatus::parse(&order.status).ok_or_else(|| anyhow::anyhow!("order {id} has status {}", order.status))?;
+    let current = current_status(&mut tx, id, None).await?;
     transition(&mut tx, id, current, to, &actor, None).await?;
     tx.commit().await?;
     app.order_cache.invalidate(&id.to_string()).await;
