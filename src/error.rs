@@ -110,6 +110,14 @@ impl AppError {
         }
     }
 
+    /// Whether the whole transaction may simply be run again: a deadlock or serialization failure (MySQL 1213,
+    /// SQLSTATE 40001) or a lock wait that timed out (1205).
+    pub fn is_transient(&self) -> bool {
+        let AppError::Internal(cause) = self else { return false };
+        let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() else { return false };
+        matches!(db.code().as_deref(), Some("1213") | Some("40001"))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -147,8 +155,8 @@ impl AppError {
 
 /// Database error codes that mean "cannot use the database right now" rather than a bad statement:
 /// SQLite BUSY (5), LOCKED (6), CANTOPEN (14); MySQL too many connections (1040), access denied (1045),
-/// unknown database (1049), server shutdown (1053), lock wait timeout (1205).
-const UNAVAILABLE_DB_CODES: &[&str] = &["5", "6", "14", "1040", "1045", "1049", "1053", "1205"];
+/// unknown database (1049), server shutdown (1053).
+const UNAVAILABLE_DB_CODES: &[&str] = &["5", "6", "14", "1040", "1045", "1049", "1053"];
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {

@@ -240,6 +240,28 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
+/// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
+pub async fn retry_transient<T, F, Fut>(mut body: F) -> Result<T, crate::error::AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match body().await {
+            Err(error) if error.is_transient() && attempt < 3 => {
+                metrics::counter!("db_transaction_retries_total").increment(1);
+                tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
+                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()

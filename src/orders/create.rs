@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::addresses::service::Address;
 use crate::addresses::store as address_store;
 use crate::crypto::sha256_hex;
-use crate::db::{now_ms, rfc3339};
+use crate::db::{now_ms, retry_transient, rfc3339};
 use crate::error::{AppError, FieldError};
 use crate::http::extract::{from_json_value, parse_json};
 use crate::orders::model::{Order, OrderItem};
@@ -93,7 +93,7 @@ pub async fn create_idempotent(
             }
         }
     }
-    match create(app, user_id, request, Some(key)).await {
+    match retry_transient(|| create(app, user_id, &request, Some(key))).await {
         Ok(body) => Ok((StatusCode::CREATED, body)),
         Err(error) => {
             if let Err(e) = store::release_key(pool, user_id, key).await {
@@ -133,8 +133,8 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
 }
 
 /// Makes the order in one transaction and returns its serialized response (stored with the key when given).
-pub async fn create(app: &App, user_id: i64, request: CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
-    let remark = request.remark.unwrap_or_default();
+pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
+    let remark = request.remark.clone().unwrap_or_default();
     if remark.chars().count() > 200 {
         return Err(AppError::validation("remark", "at most 200 characters"));
     }
@@ -143,8 +143,8 @@ pub async fn create(app: &App, user_id: i64, request: CreateOrder, key: Option<&
     }
     let now = now_ms();
     let mut tx = app.db.begin_write().await?;
-    let wanted = match request.items {
-        Some(items) => lines(items)?,
+    let wanted = match &request.items {
+        Some(items) => lines(items.iter().map(|l| LineInput { sku_id: l.sku_id, quantity: l.quantity }).collect())?,
         None => {
             let cart = crate::cart::store::items(&mut tx, user_id).await?;
             if cart.is_empty() {

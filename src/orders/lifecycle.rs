@@ -4,7 +4,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::db::now_ms;
+use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
 use crate::orders::store;
 use crate::orders::OrderStatus;
@@ -65,9 +65,13 @@ fn invalid(from: OrderStatus, to: OrderStatus) -> AppError {
 
 /// Cancels an unpaid order and returns its stock. `owner`: only that user's order (others' are 404).
 pub async fn cancel(app: &App, id: i64, owner: Option<i64>, actor: Actor) -> Result<(), AppError> {
-    let mut tx = app.db.begin_write().await?;
-    cancel_in(&mut tx, id, owner, &actor).await?;
-    tx.commit().await?;
+    retry_transient(|| async {
+        let mut tx = app.db.begin_write().await?;
+        cancel_in(&mut tx, id, owner, &actor).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await?;
     cancelled(app, id, &actor).await;
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::db::now_ms;
+use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
 use crate::orders::lifecycle::{self, Actor};
 use crate::orders::store;
@@ -36,19 +36,22 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
     let mut cancelled = 0;
     loop {
         // The claimed rows stay locked until this transaction ends: another instance's sweep skips them.
-        let mut tx = state.db.begin_write().await?;
-        let ids = store::claim_expired(&mut tx, state.db.dialect, now_ms(), BATCH).await?;
-        let batch = ids.len();
-        let mut done = Vec::with_capacity(batch);
-        for id in ids {
-            match lifecycle::cancel_in(&mut tx, id, None, &Actor::Timeout).await {
-                Ok(()) => done.push(id),
-                // Paid or cancelled meanwhile (by the owner, or another instance): nothing to do.
-                Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => {}
-                Err(other) => return Err(other),
+        let (batch, done) = retry_transient(|| async {
+            let mut tx = state.db.begin_write().await?;
+            let ids = store::claim_expired(&mut tx, state.db.dialect, now_ms(), BATCH).await?;
+            let mut done = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                match lifecycle::cancel_in(&mut tx, id, None, &Actor::Timeout).await {
+                    Ok(()) => done.push(id),
+                    // Paid or cancelled meanwhile (by the owner, or another instance): nothing to do.
+                    Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => {}
+                    Err(other) => return Err(other),
+                }
             }
-        }
-        tx.commit().await?;
+            tx.commit().await?;
+            Ok((ids.len(), done))
+        })
+        .await?;
         for id in &done {
             lifecycle::cancelled(state, *id, &Actor::Timeout).await;
         }
