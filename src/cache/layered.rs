@@ -4,7 +4,10 @@
 //! - level 2 in Redis (scale-out only), shared by every instance, TTL with ±10% jitter against avalanches;
 //! - one loader per key and instance under a stampede (moka's `try_get_with`), counted in [`Layered::loads`];
 //! - invalidation deletes both levels and is broadcast on Redis pub/sub, so every instance drops its level-1 copy;
-//!   a subscriber that reconnects drops its whole level 1, since it may have missed messages.
+//!   a subscriber that reconnects drops its whole level 1, since it may have missed messages;
+//! - invalidation runs twice: at once, and again [`SECOND_INVALIDATION`] later. A reader that loaded the old value
+//!   just before the change committed may write it back after the first pass (the cache-aside race); the second
+//!   pass removes it, so a stale value lives at most that long instead of a whole TTL.
 //!
 //! Values are opaque bytes: callers cache the serialized response, including "not found" markers (negative
 //! caching against penetration, with their own shorter TTL).
@@ -34,6 +37,9 @@ impl moka::Expiry<String, Entry> for EntryTtl {
         Some(entry.ttl)
     }
 }
+
+/// Delay of the second invalidation pass: longer than any load takes.
+pub const SECOND_INVALIDATION: Duration = Duration::from_millis(1_000);
 
 pub struct Layered {
     name: &'static str,
@@ -134,8 +140,20 @@ impl Layered {
         }
     }
 
-    /// Drops `key` from both levels here, and from level 1 on every other instance.
-    pub async fn invalidate(&self, key: &str) {
+    /// Drops `key` from both levels here, and from level 1 on every other instance; once now and once again
+    /// after [`SECOND_INVALIDATION`] (see the module comment).
+    pub async fn invalidate(self: &Arc<Self>, key: &str) {
+        self.invalidate_once(key).await;
+        let (cache, key) = (Arc::downgrade(self), key.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(SECOND_INVALIDATION).await;
+            if let Some(cache) = cache.upgrade() {
+                cache.invalidate_once(&key).await;
+            }
+        });
+    }
+
+    async fn invalidate_once(&self, key: &str) {
         self.local.invalidate(key).await;
         let (Some(redis), Some(shared_key), Some(channel)) =
             (self.redis.as_ref(), self.shared_key(key), self.channel())
@@ -187,6 +205,27 @@ async fn listen_for_invalidations(cache: std::sync::Weak<Layered>) {
             Err(error) => redis_error(&error),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache-aside race: a load that read the old value before a change finishes after the change's
+    /// invalidation and caches the old value; the second pass removes it.
+    #[tokio::test]
+    async fn a_value_cached_during_invalidation_is_removed_by_the_second_pass() {
+        let cache = Layered::new("test", None, Duration::from_secs(60), 100);
+        cache.invalidate("k").await;
+        // The slow reader writes the old value back right after the first pass.
+        let old = cache.get_or_load("k", || async { Ok((Bytes::from_static(b"old"), Duration::from_secs(60))) }).await;
+        assert_eq!(old.unwrap(), Bytes::from_static(b"old"));
+        tokio::time::sleep(SECOND_INVALIDATION + Duration::from_millis(200)).await;
+        let fresh =
+            cache.get_or_load("k", || async { Ok((Bytes::from_static(b"new"), Duration::from_secs(60))) }).await;
+        assert_eq!(fresh.unwrap(), Bytes::from_static(b"new"), "the stale entry was dropped by the second pass");
+        assert_eq!(cache.loads(), 2);
     }
 }
 
