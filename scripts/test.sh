@@ -12,4 +12,16 @@ export WXSHOP_TEST_DATABASE_URL="${WXSHOP_TEST_DATABASE_URL:-mysql://wxshop_test
 export WXSHOP_TEST_REDIS_URL="${WXSHOP_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 echo "test.sh: MariaDB at ${WXSHOP_TEST_DATABASE_URL%%@*}@…, Redis at $WXSHOP_TEST_REDIS_URL" >&2
 
-cargo test --locked "$@"
+status=0
+cargo test --locked "$@" || status=$?
+
+# Tests drop their own databases and keys as they end; a test binary that exits first can leave a few behind.
+if [ "$WXSHOP_TEST_DATABASE_URL" = "mysql://wxshop_test:wxshop_test@127.0.0.1:3306/" ]; then
+    mysql --protocol=tcp -h127.0.0.1 -uwxshop_test -pwxshop_test -N \
+        -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'wxshop\\_test\\_%'" 2>/dev/null |
+        while read -r db; do
+            mysql --protocol=tcp -h127.0.0.1 -uwxshop_test -pwxshop_test -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+        done
+fi
+redis-cli -u "$WXSHOP_TEST_REDIS_URL" --scan --pattern 'wxshop-test:*' 2>/dev/null | xargs -r redis-cli -u "$WXSHOP_TEST_REDIS_URL" del >/dev/null 2>&1 || true
+exit "$status"

@@ -208,6 +208,11 @@ async fn listen_for_invalidations(cache: std::sync::Weak<Layered>) {
     }
 }
 
+fn redis_error(error: &redis::RedisError) {
+    tracing::warn!(%error, "redis cache operation failed");
+    metrics::counter!("redis_errors_total", "operation" => "layered_cache").increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,9 +232,4 @@ mod tests {
         assert_eq!(fresh.unwrap(), Bytes::from_static(b"new"), "the stale entry was dropped by the second pass");
         assert_eq!(cache.loads(), 2);
     }
-}
-
-fn redis_error(error: &redis::RedisError) {
-    tracing::warn!(%error, "redis cache operation failed");
-    metrics::counter!("redis_errors_total", "operation" => "layered_cache").increment(1);
 }

@@ -77,7 +77,7 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_path_buf(),
-        redis_prefix: format!("test:{test_id}:"),
+        redis_prefix: format!("wxshop-test:{test_id}:"),
         ..Config::default()
     };
     config.db.seed_demo = Some(true);
@@ -147,17 +147,21 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Drops the test's database and Redis keys on a detached thread. Not joined: `DROP DATABASE` waits for the
+    /// app's open transactions, whose tasks run on this test's runtime, which a join would block (a deadlock).
+    /// Once the test returns its runtime stops, the pool closes and the drop proceeds; `scripts/test.sh` sweeps up
+    /// whatever a finished test binary left behind.
     fn drop(&mut self) {
         let cleanup = self.cleanup.clone();
         if cleanup.mysql.is_none() && cleanup.redis.is_none() {
             return;
         }
-        // Drop runs inside the test's runtime; do the async clean-up on a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 if let Some((server_url, database)) = cleanup.mysql {
                     if let Ok(mut conn) = sqlx::AnyConnection::connect(&server_url).await {
+                        let _ = sqlx::query("SET SESSION lock_wait_timeout = 60").execute(&mut conn).await;
                         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
                     }
                 }
@@ -165,8 +169,7 @@ impl Drop for TestApp {
                     let _ = delete_redis_prefix(&redis_url, &prefix).await;
                 }
             });
-        })
-        .join();
+        });
     }
 }
 
