@@ -304,6 +304,30 @@ async fn a_cold_order_under_a_stampede_is_loaded_once() {
             assert_eq!(app.get_auth("/api/v1/orders/77777777", &token).await.0, 404);
         }
         assert_eq!(app.state.order_cache.loads() - loads, 1, "negative caching");
+
+        // Two instances: a stampede split over both costs at most one load per instance (single flight in each,
+        // and the second usually finds the first's value in Redis).
+        if backend.is_scale_out() {
+            let peer = app.spawn_peer().await;
+            let (_, text) = order(
+                &app,
+                &token,
+                "c-2",
+                &json!({"items": [{"sku_id": 12, "quantity": 1}], "address_id": address_id}),
+            )
+            .await;
+            let id = json_of(&text)["id"].as_i64().unwrap();
+            let before = app.state.order_cache.loads() + peer.state.order_cache.loads();
+            let reads = (0..100).map(|i| {
+                let target = if i % 2 == 1 { &peer } else { &app };
+                target.get_auth_owned(format!("/api/v1/orders/{id}"), token.clone())
+            });
+            for (status, _) in futures_util::future::join_all(reads).await {
+                assert_eq!(status, 200);
+            }
+            let loads = app.state.order_cache.loads() + peer.state.order_cache.loads() - before;
+            assert!((1..=2).contains(&loads), "{loads} database loads for 100 reads over two instances");
+        }
     }
 }
 
