@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::admins::service::hash_password;
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::TokenKeys;
 use crate::cache::layered::Layered;
@@ -63,8 +62,6 @@ impl Application {
         let secret_box =
             SecretBox::new(&data_key).map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
         let refresh_key = crate::crypto::hmac_sha256(&data_key, b"wxshop refresh-token successor key").to_vec();
-        let dummy_password_hash =
-            tokio::task::spawn_blocking(|| hash_password(&crate::crypto::random_token(24))).await??;
 
         let (api, openapi) = http::api_router().split_for_parts();
         let openapi_json = Bytes::from(openapi.to_json().context("rendering the OpenAPI document")?);
@@ -86,7 +83,7 @@ impl Application {
             tokens: TokenKeys::new(&config.auth),
             secret_box,
             refresh_key,
-            dummy_password_hash,
+            dummy_password_hash: tokio::sync::OnceCell::new(),
             wechat,
             metrics,
             openapi_json,

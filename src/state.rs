@@ -36,8 +36,9 @@ pub struct App {
     pub secret_box: SecretBox,
     /// Derives refresh-token successors (from `auth.data_key`).
     pub refresh_key: Vec<u8>,
-    /// Checked when an admin username does not exist, so that costs what a wrong password costs.
-    pub dummy_password_hash: String,
+    /// Checked when an admin username does not exist, so that costs what a wrong password costs. Computed on
+    /// first need, not at start-up (an argon2 hash takes tens of milliseconds).
+    pub dummy_password_hash: tokio::sync::OnceCell<String>,
     pub wechat: WechatClient,
     pub metrics: PrometheusHandle,
     /// The OpenAPI document, rendered once at start-up.

@@ -88,7 +88,10 @@ pub async fn login(app: &App, username: &str, password: &str) -> Result<AdminLog
         return Err(locked(failures.resets_in));
     }
     let account = store::find_by_username(&app.db.pool, username).await?;
-    let hash = account.as_ref().map_or(app.dummy_password_hash.as_str(), |a| a.password_hash.as_str());
+    let hash = match &account {
+        Some(a) => a.password_hash.as_str(),
+        None => dummy_hash(app).await?,
+    };
     let password = password.to_owned();
     let hash_owned = hash.to_owned();
     let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash_owned))
@@ -135,6 +138,20 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<TokenPair, AppErr
 pub async fn profile(app: &App, id: i64) -> Result<AdminProfile, AppError> {
     let account = store::find_by_id(&app.db.pool, id).await?.ok_or(AppError::not_found("admin"))?;
     Ok(AdminProfile { id: account.id, username: account.username, role: account.role })
+}
+
+/// A hash of a random password with the same parameters as real ones.
+async fn dummy_hash(app: &App) -> Result<&str, AppError> {
+    let hash = app
+        .dummy_password_hash
+        .get_or_try_init(|| async {
+            tokio::task::spawn_blocking(|| hash_password(&crate::crypto::random_token(24)))
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))?
+                .map_err(AppError::Internal)
+        })
+        .await?;
+    Ok(hash.as_str())
 }
 
 fn locked(resets_in: Duration) -> AppError {
