@@ -90,6 +90,15 @@ impl Cursor {
     }
 }
 
+/// Cuts a page from rows fetched with `limit + 1`: the first `limit` rows and, when a row beyond them exists, the
+/// cursor of the last row kept (`key` gives its keyset sort key).
+pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Vec<i64>) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|row| Cursor::new(key(row)).encode()) } else { None };
+    (rows, next)
+}
+
 /// One page of a cursor-paginated list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
@@ -117,6 +126,15 @@ mod tests {
         for bad in [0, 101, -5] {
             assert_eq!(PageLimit::parse(Some(bad)).unwrap_err().code(), "validation_failed");
         }
+    }
+
+    #[test]
+    fn pages_are_cut_at_the_limit_with_a_cursor_only_when_more_follow() {
+        let (rows, next) = cut_page(vec![9, 8, 7], 2, |r| vec![*r]);
+        assert_eq!(rows, vec![9, 8]);
+        assert_eq!(Cursor::parse(&next.unwrap(), 1).unwrap().keys(), &[8]);
+        let (rows, next) = cut_page(vec![9, 8], 2, |r| vec![*r]);
+        assert_eq!((rows, next), (vec![9, 8], None));
     }
 
     #[test]

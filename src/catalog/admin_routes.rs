@@ -3,18 +3,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::{AdminUser, Role};
 use crate::catalog::manage::{
-    self, AdminCategory, AdminCategoryList, AdminProduct, AdminSku, ChangeStock, CreateCategory, CreateProduct,
-    CreateSku, StockAdjustmentList, StockChanged, UpdateCategory, UpdateProduct, UpdateSku,
+    self, AdminCategory, AdminCategoryList, AdminProduct, AdminProductPage, AdminSku, ChangeStock, CreateCategory,
+    CreateProduct, CreateSku, StockAdjustmentList, StockChanged, UpdateCategory, UpdateProduct, UpdateSku,
 };
-use crate::catalog::store::{self, ProductQuery};
-use crate::domain::{Cursor, PageLimit};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::state::AppState;
@@ -80,22 +78,6 @@ pub struct AdminListProducts {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminProductSummary {
-    pub id: i64,
-    pub category_id: i64,
-    pub title: String,
-    pub status: String,
-    pub price_fen: Option<i64>,
-    pub in_stock: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminProductPage {
-    pub items: Vec<AdminProductSummary>,
-    pub next_cursor: Option<String>,
-}
-
 /// Every product, newest first, delisted ones included.
 #[utoipa::path(get, path = "/admin/api/v1/products", tag = "admin", security(("bearer" = [])),
     params(AdminListProducts),
@@ -105,39 +87,10 @@ pub async fn admin_list_products(
     _admin: AdminUser,
     AppQuery(query): AppQuery<AdminListProducts>,
 ) -> Result<Json<AdminProductPage>, AppError> {
-    let limit = PageLimit::parse(query.limit)?.get();
-    let cursor = query.cursor.as_deref().filter(|c| !c.is_empty()).map(|c| Cursor::parse(c, 1)).transpose()?;
-    if let Some(status) = query.status.as_deref() {
-        if !["on_sale", "delisted"].contains(&status) {
-            return Err(AppError::validation("status", "must be on_sale or delisted"));
-        }
-    }
-    let rows = store::list_products(
-        &state.db.pool,
-        &ProductQuery {
-            status: query.status.as_deref(),
-            category_id: query.category_id,
-            title_like: None,
-            before_id: cursor.map(|c| c.keys()[0]),
-            limit: limit + 1,
-        },
-    )
-    .await?;
-    let has_more = rows.len() > limit as usize;
-    let mut items: Vec<AdminProductSummary> = rows
-        .into_iter()
-        .map(|r| AdminProductSummary {
-            id: r.id,
-            category_id: r.category_id,
-            title: r.title,
-            status: r.status,
-            price_fen: r.min_price_fen,
-            in_stock: r.in_stock,
-        })
-        .collect();
-    items.truncate(limit as usize);
-    let next_cursor = if has_more { items.last().map(|p| Cursor::new(vec![p.id]).encode()) } else { None };
-    Ok(Json(AdminProductPage { items, next_cursor }))
+    let page =
+        manage::list_products(&state, query.status.as_deref(), query.category_id, query.limit, query.cursor.as_deref())
+            .await?;
+    Ok(Json(page))
 }
 
 /// Creates a product with its SKUs, on sale at once.

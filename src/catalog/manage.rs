@@ -7,8 +7,11 @@ use utoipa::ToSchema;
 
 use crate::auth::extract::AdminUser;
 use crate::catalog::service::{image_urls, product_cache_key, sku_attributes, CATEGORIES_CACHE_KEY};
-use crate::catalog::store::{self, NewCategory, NewProduct, NewSku, NewStockAdjustment, SetValue, SkuRow};
+use crate::catalog::store::{
+    self, NewCategory, NewProduct, NewSku, NewStockAdjustment, ProductQuery, SetValue, SkuRow,
+};
 use crate::db::{now_ms, rfc3339};
+use crate::domain::{cut_page, Cursor, PageLimit};
 use crate::error::{AppError, FieldError};
 use crate::state::App;
 
@@ -51,6 +54,22 @@ pub struct AdminProduct {
     pub skus: Vec<AdminSku>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminProductSummary {
+    pub id: i64,
+    pub category_id: i64,
+    pub title: String,
+    pub status: String,
+    pub price_fen: Option<i64>,
+    pub in_stock: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminProductPage {
+    pub items: Vec<AdminProductSummary>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -294,6 +313,42 @@ pub async fn update_category(app: &App, id: i64, input: UpdateCategory) -> Resul
 }
 
 // ---- products and SKUs ------------------------------------------------------------------------------------------
+
+/// Every product whatever its status (or only `status`), newest first, cursor-paginated.
+pub async fn list_products(
+    app: &App,
+    status: Option<&str>,
+    category_id: Option<i64>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<AdminProductPage, AppError> {
+    let limit = PageLimit::parse(limit)?.get();
+    let cursor = cursor.filter(|c| !c.is_empty()).map(|c| Cursor::parse(c, 1)).transpose()?;
+    let mut check = Check::default();
+    check.one_of("status", status, &["on_sale", "delisted"]);
+    check.done()?;
+    let query = ProductQuery {
+        status,
+        category_id,
+        title_like: None,
+        before_id: cursor.map(|c| c.keys()[0]),
+        limit: limit + 1,
+    };
+    let rows = store::list_products(&app.db.pool, &query).await?;
+    let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
+    let items = rows
+        .into_iter()
+        .map(|r| AdminProductSummary {
+            id: r.id,
+            category_id: r.category_id,
+            title: r.title,
+            status: r.status,
+            price_fen: r.min_price_fen,
+            in_stock: r.in_stock,
+        })
+        .collect();
+    Ok(AdminProductPage { items, next_cursor })
+}
 
 fn admin_sku(row: SkuRow) -> Result<AdminSku, AppError> {
     let attributes = sku_attributes(&row)?;

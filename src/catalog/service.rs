@@ -8,7 +8,7 @@ use crate::cache::Cache;
 use crate::catalog::model::{Category, CategoryList, ProductDetail, ProductPage, ProductSummary, Sku};
 use crate::catalog::store::{self, ProductQuery, ProductRow, SkuRow};
 use crate::db::{rfc3339, Db};
-use crate::domain::{Cursor, Money, PageLimit};
+use crate::domain::{cut_page, Cursor, Money, PageLimit};
 use crate::error::{AppError, FieldError};
 
 /// The longest search text accepted.
@@ -120,10 +120,8 @@ pub async fn list_products(db: &Db, filter: &ProductFilter) -> Result<ProductPag
         before_id: filter.cursor.as_ref().map(|c| c.keys()[0]),
         limit: limit + 1,
     };
-    let mut rows = store::list_products(&db.pool, &query).await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = if has_more { rows.last().map(|r| Cursor::new(vec![r.id]).encode()) } else { None };
+    let rows = store::list_products(&db.pool, &query).await?;
+    let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
     let items = rows.into_iter().map(summary).collect::<Result<Vec<_>, _>>()?;
     Ok(ProductPage { items, next_cursor })
 }

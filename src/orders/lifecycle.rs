@@ -5,7 +5,7 @@
 use sqlx::AnyConnection;
 
 use crate::db::{now_ms, retry_transient};
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 use crate::orders::store;
 use crate::orders::OrderStatus;
 use crate::state::App;
@@ -94,8 +94,19 @@ pub async fn cancelled(app: &App, id: i64, actor: &Actor) {
     metrics::counter!("orders_cancelled_total", "by" => by).increment(1);
 }
 
-/// Ships a paid order.
+/// Ships a paid order with its carrier and tracking number (each 1 to 64 characters).
 pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no: &str) -> Result<(), AppError> {
+    let (carrier, tracking_no) = (carrier.trim(), tracking_no.trim());
+    let mut fields = Vec::new();
+    if carrier.is_empty() || carrier.chars().count() > 64 {
+        fields.push(FieldError::new("carrier", "1 to 64 characters"));
+    }
+    if tracking_no.is_empty() || tracking_no.len() > 64 {
+        fields.push(FieldError::new("tracking_no", "1 to 64 characters"));
+    }
+    if !fields.is_empty() {
+        return Err(AppError::Validation(fields));
+    }
     let mut tx = app.db.begin_write().await?;
     let current = current_status(&mut tx, id, None).await?;
     transition(&mut tx, id, current, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))

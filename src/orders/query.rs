@@ -6,10 +6,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 
 use crate::db::rfc3339;
-use crate::domain::{Cursor, PageLimit};
+use crate::domain::{cut_page, Cursor, PageLimit};
 use crate::error::AppError;
 use crate::orders::create::item;
-use crate::orders::model::{Order, OrderPage, OrderSummary};
+use crate::orders::model::{AdminOrder, AdminOrderPage, AdminOrderSummary, Order, OrderEvent, OrderPage, OrderSummary};
 use crate::orders::store::{self, OrderFilter, OrderRow};
 use crate::orders::OrderStatus;
 use crate::state::App;
@@ -88,14 +88,6 @@ pub fn page_params(status: Option<&str>, limit: Option<i64>, cursor: Option<&str
     Ok(PageParams { status, limit, after })
 }
 
-/// The next page's cursor: the (created_at, id) of the last row, when there may be more.
-pub fn next_cursor(rows: &[OrderRow], limit: u32) -> Option<String> {
-    (rows.len() > limit as usize)
-        .then(|| rows.get(limit as usize - 1))
-        .flatten()
-        .map(|r| Cursor::new(vec![r.created_at, r.id]).encode())
-}
-
 /// A user's orders, newest first.
 pub async fn list_for_user(
     app: &App,
@@ -107,10 +99,9 @@ pub async fn list_for_user(
     let PageParams { status, limit, after } = page_params(status, limit, cursor)?;
     let filter = OrderFilter { user_id: Some(user_id), status, after, limit: limit + 1, ..OrderFilter::default() };
     let rows = store::list_orders(&app.db.pool, &filter).await?;
-    let next_cursor = next_cursor(&rows, limit);
+    let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.created_at, r.id]);
     let items = rows
         .into_iter()
-        .take(limit as usize)
         .map(|r| OrderSummary {
             id: r.id,
             order_no: r.order_no,
@@ -120,4 +111,76 @@ pub async fn list_for_user(
         })
         .collect();
     Ok(OrderPage { items, next_cursor })
+}
+
+/// The back office's order search; every field optional.
+#[derive(Debug, Default)]
+pub struct AdminSearch<'a> {
+    pub status: Option<&'a str>,
+    pub user_id: Option<i64>,
+    pub order_no: Option<&'a str>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<&'a str>,
+    /// Created before (RFC 3339).
+    pub to: Option<&'a str>,
+    pub limit: Option<i64>,
+    pub cursor: Option<&'a str>,
+}
+
+/// Orders of every user, newest first, by status, user, time range and order number.
+pub async fn list_for_admin(app: &App, search: &AdminSearch<'_>) -> Result<AdminOrderPage, AppError> {
+    let PageParams { status, limit, after } = page_params(search.status, search.limit, search.cursor)?;
+    let filter = OrderFilter {
+        user_id: search.user_id,
+        status,
+        order_no: search.order_no.filter(|s| !s.is_empty()),
+        created_from: parse_time("from", search.from)?,
+        created_to: parse_time("to", search.to)?,
+        after,
+        limit: limit + 1,
+    };
+    let rows = store::list_orders(&app.db.pool, &filter).await?;
+    let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.created_at, r.id]);
+    let items = rows
+        .into_iter()
+        .map(|r| AdminOrderSummary {
+            id: r.id,
+            order_no: r.order_no,
+            user_id: r.user_id,
+            status: r.status,
+            total_fen: r.total_fen,
+            created_at: rfc3339(r.created_at),
+        })
+        .collect();
+    Ok(AdminOrderPage { items, next_cursor })
+}
+
+/// One order as the back office sees it: with its owner and every state change.
+pub async fn admin_view(app: &App, id: i64) -> Result<AdminOrder, AppError> {
+    let (user_id, order) = load(app, id).await?.ok_or(AppError::not_found("order"))?;
+    let events = store::events_of(&app.db.pool, id)
+        .await?
+        .into_iter()
+        .map(|e| OrderEvent {
+            from_status: e.from_status,
+            to_status: e.to_status,
+            actor: e.actor,
+            at: rfc3339(e.created_at),
+        })
+        .collect();
+    Ok(AdminOrder { order, user_id, events })
+}
+
+/// An optional RFC 3339 time as epoch milliseconds; a 422 naming `field` when it does not parse.
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    AppError::validation(field.to_owned(), "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")
+                })
+        })
+        .transpose()
 }
