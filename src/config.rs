@@ -51,6 +51,8 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub admin: AdminConfig,
     pub orders: OrdersConfig,
+    pub flash_sale: FlashSaleConfig,
+    pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
 }
 
@@ -70,6 +72,35 @@ pub struct OrdersConfig {
     pub negative_cache_ttl_secs: u64,
     /// How long an Idempotency-Key and its response are kept.
     pub idempotency_ttl_secs: u64,
+}
+
+/// Flash sales: the order hand-off worker, reclaiming work of dead instances, reconciliation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashSaleConfig {
+    /// How long a "sold out" is answered from memory before Redis (or the in-process gate) is asked again.
+    pub sold_out_recheck_ms: u64,
+    /// How often the order hand-off worker looks for new won purchases when idle.
+    pub worker_poll_ms: u64,
+    /// A won purchase handed to an instance that has not finished it after this long is taken over by another
+    /// (the first one died).
+    pub claim_idle_ms: u64,
+    /// How often the reconciliation job runs on each instance.
+    pub reconcile_interval_secs: u64,
+}
+
+/// Requests allowed per window on the flash-sale purchase and coupon claim endpoints, per user and per client IP
+/// (one shared count across instances in scale-out). 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub window_ms: u64,
+    pub purchase_per_user: u64,
+    pub purchase_per_ip: u64,
+    pub claim_per_user: u64,
+    pub claim_per_ip: u64,
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 /// The development JWT key: refused in production mode.
@@ -227,6 +258,21 @@ impl Default for Config {
                 negative_cache_ttl_secs: 5,
                 idempotency_ttl_secs: 24 * 3600,
             },
+            flash_sale: FlashSaleConfig {
+                sold_out_recheck_ms: 1_000,
+                worker_poll_ms: 200,
+                claim_idle_ms: 15_000,
+                reconcile_interval_secs: 30,
+            },
+            rate_limit: RateLimitConfig {
+                window_ms: 1_000,
+                purchase_per_user: 5,
+                purchase_per_ip: 300,
+                claim_per_user: 5,
+                claim_per_ip: 300,
+                trust_forwarded_for: false,
+            },
+
             log: LogConfig { filter: "info".into(), format: None },
         }
     }
@@ -314,8 +360,25 @@ impl Config {
                 "invalid config key `orders.idempotency_ttl_secs`: keys are kept at least 24 h".into(),
             ));
         }
+        let flash = &self.flash_sale;
+        for (key, value) in [
+            ("flash_sale.worker_poll_ms", flash.worker_poll_ms),
+            ("flash_sale.claim_idle_ms", flash.claim_idle_ms),
+            ("flash_sale.reconcile_interval_secs", flash.reconcile_interval_secs),
+            ("rate_limit.window_ms", self.rate_limit.window_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("invalid config key `{key}`: must be positive")));
+            }
+        }
+        if self.redis_prefix.contains(['{', '}']) {
+            return Err(ConfigError(
+                "invalid config key `redis_prefix`: braces are reserved for Redis Cluster hash tags".into(),
+            ));
+        }
         self.validate_auth()?;
         self.validate_wechat()?;
+
         if self.mode == Mode::Production && self.seed_demo() {
             return Err(ConfigError(
                 "invalid config key `db.seed_demo`: demo data is refused in production mode".into(),

@@ -75,6 +75,33 @@ impl Counters {
         }
     }
 
+    /// Adds one to each of `keys` (one round trip in Redis); the counts in the same order.
+    pub async fn increment_all(&self, keys: &[String], window: Duration) -> redis::RedisResult<Vec<Count>> {
+        match self {
+            Counters::Local(_) => {
+                let mut counts = Vec::with_capacity(keys.len());
+                for key in keys {
+                    counts.push(self.increment(key, window).await?);
+                }
+                Ok(counts)
+            }
+            Counters::Redis(redis) => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for key in keys {
+                    let key = redis.key(key);
+                    pipe.cmd("INCR").arg(&key).cmd("PEXPIRE").arg(&key).arg(window.as_millis() as u64).arg("NX");
+                    pipe.cmd("PTTL").arg(&key);
+                }
+                let replies: Vec<i64> = pipe.query_async(&mut redis.conn()).await?;
+                Ok(replies
+                    .chunks(3)
+                    .map(|r| Count { value: r[0].max(0) as u64, resets_in: Duration::from_millis(r[2].max(0) as u64) })
+                    .collect())
+            }
+        }
+    }
+
     /// The current value of `key` (zero when its window has ended).
     pub async fn get(&self, key: &str) -> redis::RedisResult<Count> {
         match self {

@@ -175,6 +175,14 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<redis::RedisError> for AppError {
+    fn from(error: redis::RedisError) -> Self {
+        tracing::error!(%error, "redis unavailable");
+        metrics::counter!("redis_errors_total", "operation" => "request").increment(1);
+        AppError::Unavailable { code: "redis_unavailable", message: "a backing service is unavailable; retry".into() }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -18,8 +18,10 @@ use crate::config::{Config, Mode, Secret};
 use crate::counters::Counters;
 use crate::crypto::SecretBox;
 use crate::db::Db;
+use crate::flash_sale::gate::Gate;
 use crate::kv::Redis;
 use crate::simulator::wechat::WechatSimulator;
+use crate::soldout::SoldOut;
 use crate::state::{App, AppState};
 use crate::wechat::WechatClient;
 use crate::{catalog, http, simulator, telemetry};
@@ -67,6 +69,7 @@ impl Application {
         let openapi_json = Bytes::from(openapi.to_json().context("rendering the OpenAPI document")?);
         let metrics = telemetry::prometheus();
         spawn_metrics_upkeep(metrics.clone());
+        let redis_for_gate = redis.clone();
         let state = AppState(Arc::new(App {
             config: config.clone(),
             revocations: Revocations::new(redis.clone(), &db).await,
@@ -85,6 +88,9 @@ impl Application {
             refresh_key,
             dummy_password_hash: tokio::sync::OnceCell::new(),
             wechat,
+            flash_gate: Gate::new(redis_for_gate),
+            flash_wake: tokio::sync::Notify::new(),
+            sold_out: SoldOut::new(Duration::from_millis(config.flash_sale.sold_out_recheck_ms)),
             metrics,
             openapi_json,
         }));
@@ -116,7 +122,8 @@ impl Application {
         let grace = state.config.shutdown_timeout();
         // Background work of the same binary, stopped with the server.
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop));
+        let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop.clone()));
+        let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -139,6 +146,9 @@ impl Application {
         let _ = stop_workers.send(true);
         if tokio::time::timeout(Duration::from_secs(5), sweeper).await.is_err() {
             tracing::warn!("the order sweep did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
+            tracing::warn!("the flash-sale hand-off did not stop in time");
         }
         state.db.close().await;
         tracing::info!("stopped");

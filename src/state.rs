@@ -14,7 +14,9 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::crypto::SecretBox;
 use crate::db::Db;
+use crate::flash_sale::gate::Gate;
 use crate::kv::Redis;
+use crate::soldout::SoldOut;
 use crate::wechat::WechatClient;
 
 pub struct App {
@@ -40,6 +42,12 @@ pub struct App {
     /// first need, not at start-up (an argon2 hash takes tens of milliseconds).
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
     pub wechat: WechatClient,
+    /// Flash-sale decisions: a Lua script in Redis, or in process.
+    pub flash_gate: Gate,
+    /// Wakes the flash-sale hand-off worker when a purchase is won.
+    pub flash_wake: tokio::sync::Notify,
+    /// What is known to be sold out, for a moment.
+    pub sold_out: SoldOut,
     pub metrics: PrometheusHandle,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi_json: Bytes,

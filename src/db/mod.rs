@@ -268,6 +268,15 @@ pub fn now_ms() -> i64 {
 }
 
 /// Epoch milliseconds as RFC 3339 UTC, how every timestamp is sent.
+/// Parses an RFC 3339 time (`2026-11-24T10:00:00+08:00`) into epoch milliseconds; a 422 naming `field` otherwise.
+pub fn parse_rfc3339(field: &str, value: &str) -> Result<i64, crate::error::AppError> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            crate::error::AppError::validation(field.to_owned(), "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")
+        })
+}
+
 pub fn rfc3339(ms: i64) -> String {
     use time::format_description::well_known::Rfc3339;
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -69,6 +69,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::cart::routes::router())
         .merge(crate::orders::routes::router())
         .merge(crate::orders::admin_routes::router())
+        .merge(crate::coupons::routes::router())
+        .merge(crate::coupons::admin_routes::router())
+        .merge(crate::flash_sale::routes::router())
+        .merge(crate::flash_sale::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

@@ -16,6 +16,8 @@ use utoipa::ToSchema;
 
 use crate::addresses::service::Address;
 use crate::addresses::store as address_store;
+use crate::coupons;
+
 use crate::crypto::sha256_hex;
 use crate::db::{now_ms, retry_transient, rfc3339};
 use crate::error::{AppError, FieldError};
@@ -44,6 +46,8 @@ pub struct CreateOrder {
     pub from_cart: bool,
     pub address_id: i64,
     pub remark: Option<String>,
+    /// One of the user's unused coupons: checked (validity, minimum spend) and spent with the order.
+    pub coupon_id: Option<i64>,
 }
 
 /// Runs an order creation under an idempotency key; returns the status and the exact response body.
@@ -53,10 +57,7 @@ pub async fn create_idempotent(
     key: Option<&str>,
     body: &[u8],
 ) -> Result<(StatusCode, Bytes), AppError> {
-    let key = key.ok_or_else(|| AppError::invalid_parameter("the Idempotency-Key header is required"))?;
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::invalid_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters"));
-    }
+    let key = check_idempotency_key(key)?;
     let value: serde_json::Value = parse_json(body)?;
     // serde_json maps are ordered by key: the same JSON in any key order or spacing has one fingerprint.
     let hash = sha256_hex(value.to_string().as_bytes());
@@ -102,6 +103,15 @@ pub async fn create_idempotent(
             Err(error)
         }
     }
+}
+
+/// The `Idempotency-Key` header: required, 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(key: Option<&str>) -> Result<&str, AppError> {
+    let key = key.ok_or_else(|| AppError::invalid_parameter("the Idempotency-Key header is required"))?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(key)
 }
 
 fn in_progress() -> AppError {
@@ -188,6 +198,12 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
             quantity,
         });
     }
+    let items_total = total;
+    let discount = match request.coupon_id {
+        Some(coupon_id) => coupons::service::discount_for(&mut tx, user_id, coupon_id, items_total, now).await?,
+        None => 0,
+    };
+    let total = items_total - discount;
     let address = Address::from(address);
     let address_json = serde_json::to_string(&address).map_err(anyhow::Error::from)?;
     let pay_deadline = now + app.config.orders.payment_timeout_secs as i64 * 1_000;
@@ -201,8 +217,17 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         address: &address_json,
         remark: &remark,
         pay_deadline,
+        flash_sale_id: None,
+        coupon_id: request.coupon_id,
+        discount_fen: discount,
     };
     let id = store::insert_order(&mut tx, &new, now).await?;
+    if let Some(coupon_id) = request.coupon_id {
+        // Conditional on `unused`: of concurrent orders with one coupon, exactly one gets here first.
+        if !coupons::store::mark_used(&mut tx, coupon_id, user_id, id, now).await? {
+            return Err(AppError::conflict("coupon_used", "this coupon has been used"));
+        }
+    }
     store::insert_items(&mut tx, id, &items).await?;
     store::insert_event(&mut tx, id, None, status, &format!("user:{user_id}"), now).await?;
     if request.from_cart {
@@ -213,6 +238,9 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         order_no,
         status: status.to_owned(),
         total_fen: total,
+        discount_fen: discount,
+        coupon_id: request.coupon_id,
+        flash_sale_id: None,
         items: items.into_iter().map(item).collect(),
         address,
         remark,
@@ -244,7 +272,7 @@ pub fn item(row: ItemRow) -> OrderItem {
 }
 
 /// `YYYYMMDDhhmmss` (UTC) and 8 random digits.
-fn order_number(now_ms: i64) -> String {
+pub(crate) fn order_number(now_ms: i64) -> String {
     use rand::Rng;
     let time = time::OffsetDateTime::from_unix_timestamp(now_ms / 1_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(

@@ -4,7 +4,10 @@
 
 use sqlx::AnyConnection;
 
+use crate::coupons;
 use crate::db::{now_ms, retry_transient};
+use crate::flash_sale::store::{self as flash_store, PurchaseRow};
+
 use crate::error::{AppError, FieldError};
 use crate::orders::store;
 use crate::orders::OrderStatus;
@@ -65,30 +68,52 @@ fn invalid(from: OrderStatus, to: OrderStatus) -> AppError {
 
 /// Cancels an unpaid order and returns its stock. `owner`: only that user's order (others' are 404).
 pub async fn cancel(app: &App, id: i64, owner: Option<i64>, actor: Actor) -> Result<(), AppError> {
-    retry_transient(|| async {
+    let released = retry_transient(|| async {
         let mut tx = app.db.begin_write().await?;
-        cancel_in(&mut tx, id, owner, &actor).await?;
+        let released = cancel_in(&mut tx, id, owner, &actor).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(released)
     })
     .await?;
-    cancelled(app, id, &actor).await;
+    cancelled(app, id, &actor, released).await;
     Ok(())
 }
 
-/// The cancellation itself, inside the caller's transaction: the transition and the stock's return.
-pub async fn cancel_in(conn: &mut AnyConnection, id: i64, owner: Option<i64>, actor: &Actor) -> Result<(), AppError> {
+/// The cancellation itself, inside the caller's transaction: the transition, the coupon's and the stock's
+/// return. A flash-sale order's units go back to the sale (the purchase is returned, for [`cancelled`] to tell
+/// the gate), or to the SKU when the sale's leftover has gone back there already.
+pub async fn cancel_in(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: Option<i64>,
+    actor: &Actor,
+) -> Result<Option<PurchaseRow>, AppError> {
     let current = current_status(conn, id, owner).await?;
+    let flash_sale_id = store::find_order(conn, id).await?.and_then(|o| o.flash_sale_id);
     transition(conn, id, current, OrderStatus::Cancelled, actor, None).await?;
     let now = now_ms();
+    coupons::store::give_back(conn, id).await?;
+    if let Some(sale_id) = flash_sale_id {
+        let released = flash_store::release_for_order(conn, id, now).await?;
+        if flash_store::lock_unreturned(conn, sale_id, now).await? {
+            return Ok(released);
+        }
+    }
     for item in store::items_of(conn, id).await? {
         store::return_stock(conn, item.sku_id, item.quantity, now).await?;
     }
-    Ok(())
+    Ok(None)
 }
 
-/// After a committed cancellation: the cache everywhere, the counters.
-pub async fn cancelled(app: &App, id: i64, actor: &Actor) {
+/// After a committed cancellation: the cache everywhere, the flash sale's gate, the counters.
+pub async fn cancelled(app: &App, id: i64, actor: &Actor, released: Option<PurchaseRow>) {
+    if let Some(purchase) = released {
+        // Reconciliation repairs a failure here: the database already says the units are free.
+        if let Err(error) = app.flash_gate.release(&app.db, &purchase).await {
+            tracing::warn!(%error, purchase_id = purchase.id, "could not return a cancelled order's units to the flash sale");
+        }
+        app.sold_out.clear(crate::soldout::Kind::FlashSale, purchase.sale_id);
+    }
     app.order_cache.invalidate(&id.to_string()).await;
     let by = if matches!(actor, Actor::Timeout) { "timeout" } else { "request" };
     metrics::counter!("orders_cancelled_total", "by" => by).increment(1);

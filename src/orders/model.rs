@@ -22,8 +22,15 @@ pub struct Order {
     pub order_no: String,
     /// `pending_payment`, `paid`, `shipped`, `completed`, `cancelled`, `refunding` or `refunded`.
     pub status: String,
+    /// What is to be paid: the items' total less `discount_fen`.
     pub total_fen: i64,
+    /// Taken off by the coupon.
+    pub discount_fen: i64,
+    pub coupon_id: Option<i64>,
+    /// Set when the order came from a flash sale (at the sale's price).
+    pub flash_sale_id: Option<i64>,
     pub items: Vec<OrderItem>,
+
     /// The address as it was when the order was made.
     pub address: Address,
     pub remark: String,

@@ -56,7 +56,11 @@ pub fn order(row: OrderRow, items: Vec<store::ItemRow>) -> Result<Order, AppErro
         order_no: row.order_no,
         status: row.status,
         total_fen: row.total_fen,
+        discount_fen: row.discount_fen,
+        coupon_id: row.coupon_id,
+        flash_sale_id: row.flash_sale_id,
         items: items.into_iter().map(item).collect(),
+
         address,
         remark: row.remark,
         created_at: rfc3339(row.created_at),
@@ -173,14 +177,5 @@ pub async fn admin_view(app: &App, id: i64) -> Result<AdminOrder, AppError> {
 
 /// An optional RFC 3339 time as epoch milliseconds; a 422 naming `field` when it does not parse.
 fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
-    value
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|_| {
-                    AppError::validation(field.to_owned(), "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")
-                })
-        })
-        .transpose()
+    value.filter(|v| !v.is_empty()).map(|v| crate::db::parse_rfc3339(field, v)).transpose()
 }

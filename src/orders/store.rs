@@ -76,12 +76,15 @@ pub struct NewOrder<'a> {
     pub address: &'a str,
     pub remark: &'a str,
     pub pay_deadline: i64,
+    pub flash_sale_id: Option<i64>,
+    pub coupon_id: Option<i64>,
+    pub discount_fen: i64,
 }
 
 pub async fn insert_order(conn: &mut AnyConnection, o: &NewOrder<'_>, now: i64) -> Result<i64, sqlx::Error> {
     let query = sqlx::query(
-        "INSERT INTO shop_order (order_no, user_id, status, total_fen, address, remark, pay_deadline, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO shop_order (order_no, user_id, status, total_fen, address, remark, pay_deadline, flash_sale_id, \
+         coupon_id, discount_fen, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(o.order_no.to_owned())
     .bind(o.user_id)
@@ -90,6 +93,9 @@ pub async fn insert_order(conn: &mut AnyConnection, o: &NewOrder<'_>, now: i64) 
     .bind(o.address.to_owned())
     .bind(o.remark.to_owned())
     .bind(o.pay_deadline)
+    .bind(o.flash_sale_id)
+    .bind(o.coupon_id)
+    .bind(o.discount_fen)
     .bind(now)
     .bind(now);
     insert_returning_id(conn, query).await
@@ -152,10 +158,13 @@ pub struct OrderRow {
     pub carrier: Option<String>,
     pub tracking_no: Option<String>,
     pub created_at: i64,
+    pub flash_sale_id: Option<i64>,
+    pub coupon_id: Option<i64>,
+    pub discount_fen: i64,
 }
 
-const ORDER_COLUMNS: &str =
-    "id, order_no, user_id, status, total_fen, address, remark, pay_deadline, carrier, tracking_no, created_at";
+const ORDER_COLUMNS: &str = "id, order_no, user_id, status, total_fen, address, remark, pay_deadline, carrier, \
+                             tracking_no, created_at, flash_sale_id, coupon_id, discount_fen";
 
 fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
@@ -170,6 +179,9 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         carrier: r.try_get("carrier")?,
         tracking_no: r.try_get("tracking_no")?,
         created_at: r.try_get("created_at")?,
+        flash_sale_id: r.try_get("flash_sale_id")?,
+        coupon_id: r.try_get("coupon_id")?,
+        discount_fen: r.try_get("discount_fen")?,
     })
 }
 

@@ -42,7 +42,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
             let mut done = Vec::with_capacity(ids.len());
             for &id in &ids {
                 match lifecycle::cancel_in(&mut tx, id, None, &Actor::Timeout).await {
-                    Ok(()) => done.push(id),
+                    Ok(released) => done.push((id, released)),
                     // Paid or cancelled meanwhile (by the owner, or another instance): nothing to do.
                     Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => {}
                     Err(other) => return Err(other),
@@ -52,10 +52,11 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
             Ok((ids.len(), done))
         })
         .await?;
-        for id in &done {
-            lifecycle::cancelled(state, *id, &Actor::Timeout).await;
-        }
         cancelled += done.len();
+        for (id, released) in done {
+            lifecycle::cancelled(state, id, &Actor::Timeout, released).await;
+        }
+
         if batch < BATCH as usize {
             break;
         }

@@ -1,0 +1,319 @@
+//! SQL for flash sales and their purchases.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::db::{insert_returning_id, Dialect};
+
+#[derive(Debug, Clone)]
+pub struct SaleRow {
+    pub id: i64,
+    pub sku_id: i64,
+    pub price_fen: i64,
+    pub stock: i64,
+    pub per_user_limit: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub ended_early_at: Option<i64>,
+    pub stock_returned_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl SaleRow {
+    /// When purchases stop: the planned end, or when it was ended early.
+    pub fn closes_at(&self) -> i64 {
+        self.ended_early_at.map_or(self.ends_at, |t| t.min(self.ends_at))
+    }
+}
+
+const SALE_COLUMNS: &str = "id, sku_id, price_fen, stock, per_user_limit, starts_at, ends_at, ended_early_at, \
+                            stock_returned_at, created_at";
+
+fn sale_row(r: &AnyRow) -> Result<SaleRow, sqlx::Error> {
+    Ok(SaleRow {
+        id: r.try_get("id")?,
+        sku_id: r.try_get("sku_id")?,
+        price_fen: r.try_get("price_fen")?,
+        stock: r.try_get("stock")?,
+        per_user_limit: r.try_get("per_user_limit")?,
+        starts_at: r.try_get("starts_at")?,
+        ends_at: r.try_get("ends_at")?,
+        ended_early_at: r.try_get("ended_early_at")?,
+        stock_returned_at: r.try_get("stock_returned_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub struct SaleFields {
+    pub sku_id: i64,
+    pub price_fen: i64,
+    pub stock: i64,
+    pub per_user_limit: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+pub async fn insert_sale(conn: &mut AnyConnection, s: &SaleFields, now: i64) -> Result<i64, sqlx::Error> {
+    let query = sqlx::query(
+        "INSERT INTO flash_sale (sku_id, price_fen, stock, per_user_limit, starts_at, ends_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.sku_id)
+    .bind(s.price_fen)
+    .bind(s.stock)
+    .bind(s.per_user_limit)
+    .bind(s.starts_at)
+    .bind(s.ends_at)
+    .bind(now)
+    .bind(now);
+    insert_returning_id(conn, query).await
+}
+
+/// Rewrites a sale that has not started (conditional on that, so a sale cannot change under its buyers).
+pub async fn update_unstarted(
+    conn: &mut AnyConnection,
+    id: i64,
+    s: &SaleFields,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_sale SET price_fen = ?, stock = ?, per_user_limit = ?, starts_at = ?, ends_at = ?, updated_at = ? \
+         WHERE id = ? AND starts_at > ? AND ended_early_at IS NULL",
+    )
+    .bind(s.price_fen)
+    .bind(s.stock)
+    .bind(s.per_user_limit)
+    .bind(s.starts_at)
+    .bind(s.ends_at)
+    .bind(now)
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn end_early(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_sale SET ended_early_at = ?, updated_at = ? WHERE id = ? AND ended_early_at IS NULL AND ends_at > ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn find_sale(conn: &mut AnyConnection, id: i64) -> Result<Option<SaleRow>, sqlx::Error> {
+    let sql = format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE id = ?");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(sale_row).transpose()
+}
+
+/// Sales newest first after the cursor id; `open_at`: only those not closed by then.
+pub async fn list_sales(
+    pool: &AnyPool,
+    open_at: Option<i64>,
+    before_id: Option<i64>,
+    limit: u32,
+) -> Result<Vec<SaleRow>, sqlx::Error> {
+    let mut sql = format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE 1 = 1");
+    if open_at.is_some() {
+        sql.push_str(" AND ends_at > ? AND ended_early_at IS NULL");
+    }
+    if before_id.is_some() {
+        sql.push_str(" AND id < ?");
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    let mut query = sqlx::query(&sql);
+    if let Some(now) = open_at {
+        query = query.bind(now);
+    }
+    if let Some(id) = before_id {
+        query = query.bind(id);
+    }
+    let rows = query.bind(limit as i64 + 1).fetch_all(pool).await?;
+    rows.iter().map(sale_row).collect()
+}
+
+/// Sales that may still have work: not closed before `since`, or whose leftover stock has not gone back yet.
+pub async fn working_sales(pool: &AnyPool, since: i64) -> Result<Vec<SaleRow>, sqlx::Error> {
+    let sql =
+        format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE ends_at > ? OR stock_returned_at IS NULL ORDER BY id");
+    let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
+    rows.iter().map(sale_row).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct PurchaseRow {
+    pub id: String,
+    pub sale_id: i64,
+    pub user_id: i64,
+    pub quantity: i64,
+    pub address_id: i64,
+    pub idem_key: String,
+    /// `queued`, `created`, `failed` or `released`.
+    pub status: String,
+    pub order_id: Option<i64>,
+    pub reason: Option<String>,
+    pub decided_at: i64,
+}
+
+impl PurchaseRow {
+    /// Whether this purchase holds units of the sale.
+    pub fn holds(&self) -> bool {
+        self.status == "queued" || self.status == "created"
+    }
+}
+
+const PURCHASE_COLUMNS: &str =
+    "id, flash_sale_id, user_id, quantity, address_id, idem_key, status, order_id, reason, decided_at";
+
+fn purchase_row(r: &AnyRow) -> Result<PurchaseRow, sqlx::Error> {
+    Ok(PurchaseRow {
+        id: r.try_get("id")?,
+        sale_id: r.try_get("flash_sale_id")?,
+        user_id: r.try_get("user_id")?,
+        quantity: r.try_get("quantity")?,
+        address_id: r.try_get("address_id")?,
+        idem_key: r.try_get("idem_key")?,
+        status: r.try_get("status")?,
+        order_id: r.try_get("order_id")?,
+        reason: r.try_get("reason")?,
+        decided_at: r.try_get("decided_at")?,
+    })
+}
+
+/// Records a won purchase as `queued`; with `ignore`, a purchase recorded already is left as it is.
+pub async fn insert_purchase(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    p: &PurchaseRow,
+    ignore: bool,
+) -> Result<(), sqlx::Error> {
+    let verb = if ignore { dialect.insert_ignore() } else { "INSERT" };
+    let sql = format!(
+        "{verb} INTO flash_purchase (id, flash_sale_id, user_id, quantity, address_id, idem_key, status, decided_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+    );
+    sqlx::query(&sql)
+        .bind(p.id.clone())
+        .bind(p.sale_id)
+        .bind(p.user_id)
+        .bind(p.quantity)
+        .bind(p.address_id)
+        .bind(p.idem_key.clone())
+        .bind(p.decided_at)
+        .bind(p.decided_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The purchase; `lock`: FOR UPDATE (MySQL), so two instances cannot materialize it at once.
+pub async fn find_purchase(
+    conn: &mut AnyConnection,
+    id: &str,
+    lock: Option<Dialect>,
+) -> Result<Option<PurchaseRow>, sqlx::Error> {
+    let lock = lock.map_or("", |d| d.for_update());
+    let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE id = ?{lock}");
+    let row = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(conn).await?;
+    row.as_ref().map(purchase_row).transpose()
+}
+
+pub async fn purchases_of(pool: &AnyPool, sale_id: i64) -> Result<Vec<PurchaseRow>, sqlx::Error> {
+    let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE flash_sale_id = ? ORDER BY decided_at");
+    let rows = sqlx::query(&sql).bind(sale_id).fetch_all(pool).await?;
+    rows.iter().map(purchase_row).collect()
+}
+
+/// The oldest `queued` purchases (the embedded hand-off queue).
+pub async fn queued(pool: &AnyPool, limit: i64) -> Result<Vec<PurchaseRow>, sqlx::Error> {
+    let sql =
+        format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE status = 'queued' ORDER BY decided_at LIMIT ?");
+    let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
+    rows.iter().map(purchase_row).collect()
+}
+
+pub async fn mark_created(conn: &mut AnyConnection, id: &str, order_id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_purchase SET status = 'created', order_id = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+    )
+    .bind(order_id)
+    .bind(now)
+    .bind(id.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn mark_failed(conn: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_purchase SET status = 'failed', reason = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+    )
+    .bind(reason.to_owned())
+    .bind(now)
+    .bind(id.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The cancelled order's purchase gives its units back (`created → released`); the purchase, if there was one.
+pub async fn release_for_order(
+    conn: &mut AnyConnection,
+    order_id: i64,
+    now: i64,
+) -> Result<Option<PurchaseRow>, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_purchase SET status = 'released', updated_at = ? WHERE order_id = ? AND status = 'created'",
+    )
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE order_id = ?");
+    let row = sqlx::query(&sql).bind(order_id).fetch_optional(conn).await?;
+    row.as_ref().map(purchase_row).transpose()
+}
+
+/// Touches the sale row (locking it until commit) unless its leftover stock went back to the SKU already: then
+/// returned units belong to the SKU, not the sale.
+pub async fn lock_unreturned(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE flash_sale SET updated_at = ? WHERE id = ? AND stock_returned_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the leftover as returned (once): true for the one caller that did it.
+pub async fn mark_stock_returned(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flash_sale SET stock_returned_at = ?, updated_at = ? WHERE id = ? AND stock_returned_at IS NULL",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Units held by purchases (queued or with a live order). Summed here: MySQL's SUM is a DECIMAL the Any
+/// driver cannot read.
+pub async fn held_units(conn: &mut AnyConnection, sale_id: i64) -> Result<i64, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT quantity FROM flash_purchase WHERE flash_sale_id = ? AND status IN ('queued', 'created')")
+            .bind(sale_id)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(|r| r.try_get::<i64, _>("quantity")).sum()
+}
