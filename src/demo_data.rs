@@ -1,4 +1,5 @@
-//! Load-test data for benchmarks: `wxshop seed-demo --users N --orders M`. Users with WeChat-like openids and
+//! Load-test data for benchmarks: `wxshop seed-demo --users N --orders M`. Users with WeChat-like openids (and
+//! one default address each) and
 //! historical orders (paid, shipped, completed or cancelled, never pending, so the timeout sweep leaves them
 //! alone and stock is untouched) spread over the last 180 days, with 1 to 3 catalog lines each.
 //!
@@ -16,6 +17,10 @@ const BATCH: usize = 1_000;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub struct Seeded {
+    /// The new users' ids are `first_user_id..first_user_id + users`; each has one default address, with ids
+    /// `first_address_id..` in the same order.
+    pub first_user_id: i64,
+    pub first_address_id: i64,
     pub users: usize,
     pub orders: usize,
     pub items: usize,
@@ -45,6 +50,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
     }
     let now = now_ms();
     let first_user = next_id(db, "app_user").await?;
+    let first_address = next_id(db, "address").await?;
     for start in (0..users).step_by(BATCH) {
         let end = (start + BATCH).min(users);
         let mut sql = QueryBuilder::<Any>::new(
@@ -61,6 +67,24 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind(now);
         });
         let mut tx = db.begin_write().await?;
+        sql.build().execute(&mut *tx).await?;
+        let mut sql = QueryBuilder::<Any>::new(
+            "INSERT INTO address (id, user_id, recipient, phone, province, city, district, detail, is_default, \
+             created_at, updated_at) ",
+        );
+        sql.push_values(start..end, |mut row, i| {
+            row.push_bind(first_address + i as i64)
+                .push_bind(first_user + i as i64)
+                .push_bind(format!("用户{i}"))
+                .push_bind("13800000000")
+                .push_bind("浙江省")
+                .push_bind("杭州市")
+                .push_bind("西湖区")
+                .push_bind("文三路 1 号")
+                .push_bind(1_i64)
+                .push_bind(now)
+                .push_bind(now);
+        });
         sql.build().execute(&mut *tx).await?;
         tx.commit().await?;
     }
@@ -140,7 +164,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
         elapsed_ms = started.elapsed().as_millis() as u64,
         "load-test data seeded"
     );
-    Ok(Seeded { users, orders, items: items_total })
+    Ok(Seeded { first_user_id: first_user, first_address_id: first_address, users, orders, items: items_total })
 }
 
 async fn next_id(db: &Db, table: &str) -> anyhow::Result<i64> {

@@ -187,6 +187,8 @@ pub async fn end(app: &App, id: i64) -> Result<AdminFlashSale, AppError> {
     let sale = store::find_sale(&mut tx, id).await?.ok_or(AppError::not_found("flash_sale"))?;
     tx.commit().await?;
     app.flash_gate.refresh(&app.db, &sale).await?;
+    // Answer `ended` rather than a remembered `sold_out` (other instances' flags lapse within the recheck time).
+    app.sold_out.clear(Kind::FlashSale, id);
     admin_view(app, sale).await
 }
 
@@ -226,7 +228,11 @@ pub async fn list(
 }
 
 async fn views(app: &App, sales: Vec<SaleRow>) -> Result<Vec<FlashSale>, AppError> {
+    if sales.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
+
     let remaining = app.flash_gate.remaining(&app.db, &sales).await?;
     let sku_ids: Vec<i64> = sales.iter().map(|s| s.sku_id).collect();
     let mut conn = app.db.pool.acquire().await?;

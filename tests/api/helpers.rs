@@ -330,3 +330,60 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A user made directly in the database (for bursts of thousands), with an access token and an address.
+#[derive(Debug, Clone)]
+pub struct Buyer {
+    pub user_id: i64,
+    pub token: String,
+    pub address_id: i64,
+}
+
+impl TestApp {
+    /// `n` users with one address each, inserted in bulk, with access tokens signed by this deployment's key.
+    pub async fn buyers(&self, n: usize) -> Vec<Buyer> {
+        let seeded = wxshop::demo_data::seed_load_test_data(&self.state.db, "wxtest", n, 0).await.expect("seed users");
+        let now = wxshop::auth::tokens::now_secs();
+        (0..n as i64)
+            .map(|i| Buyer {
+                user_id: seeded.first_user_id + i,
+                token: self
+                    .state
+                    .tokens
+                    .issue(seeded.first_user_id + i, wxshop::auth::USER_AUDIENCE, 0, None, now)
+                    .unwrap()
+                    .token,
+                address_id: seeded.first_address_id + i,
+            })
+            .collect()
+    }
+
+    /// A scalar from the database (`SELECT COUNT(*) AS n ...` and the like; the column must be named `n`).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql).fetch_one(&self.state.db.pool).await.unwrap().try_get("n").unwrap()
+    }
+
+    /// POST with an `Idempotency-Key`; returns status, headers and JSON body.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        body: &Value,
+        token: &str,
+        key: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}

@@ -3,6 +3,8 @@
 mod admin;
 mod catalog;
 mod cli;
+mod coupons;
+mod flash_sales;
 mod health;
 mod login;
 mod middleware;
