@@ -35,6 +35,12 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         orders: usize,
     },
+    /// Print access tokens for the first N users that have an address, one `user_id token address_id` line each,
+    /// for load generators (dev mode only: they are signed with the configured key).
+    DevTokens {
+        #[arg(long, default_value_t = 1_000)]
+        count: usize,
+    },
     /// Print the effective configuration, secrets redacted.
     Config,
     /// Manage back-office accounts.
@@ -144,6 +150,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 let app_id = config.wechat.app_id.clone().unwrap_or_else(|| crate::simulator::SIM_APP_ID.to_owned());
                 let done = crate::demo_data::seed_load_test_data(&db, &app_id, users, orders).await?;
                 println!("seeded {} users, {} orders, {} order items", done.users, done.orders, done.items);
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::DevTokens { count } => {
+            if config.mode == crate::config::Mode::Production {
+                anyhow::bail!("dev-tokens mints access tokens and is refused in production mode");
+            }
+            let db = Db::connect_lazy(&config)?;
+            let rows = sqlx::query(
+                "SELECT user_id, MIN(id) AS address_id FROM address GROUP BY user_id ORDER BY user_id LIMIT ?",
+            )
+            .bind(count as i64)
+            .fetch_all(&db.pool)
+            .await?;
+            let keys = crate::auth::tokens::TokenKeys::new(&config.auth);
+            let now = crate::auth::tokens::now_secs();
+            for row in rows {
+                use sqlx::Row;
+                let (user_id, address_id): (i64, i64) = (row.try_get("user_id")?, row.try_get("address_id")?);
+                let token = keys.issue(user_id, crate::auth::USER_AUDIENCE, 0, None, now)?;
+                println!("{user_id} {} {address_id}", token.token);
             }
             db.close().await;
             Ok(())

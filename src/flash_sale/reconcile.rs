@@ -96,7 +96,11 @@ pub async fn sale_now(app: &App, sale: &SaleRow) -> Result<ReconcileReport, AppE
             report.buyer_counts_fixed = buyers_fixed;
         }
     }
-    let settled_at = sale.closes_at() + app.config.orders.payment_timeout_secs as i64 * 1_000 + 60_000;
+    // Orders are made within moments of a win (or taken over after claim_idle_ms) and cancelled for non-payment
+    // by their deadline: after both, no unit can come back to the sale.
+    let settled_at = sale.closes_at()
+        + app.config.orders.payment_timeout_secs as i64 * 1_000
+        + 2 * app.config.flash_sale.claim_idle_ms as i64;
     if sale.stock_returned_at.is_none() && now_ms() > settled_at {
         report.returned_to_sku = return_leftover(app, sale).await?;
     }

@@ -110,6 +110,34 @@ fn migrate_and_seed_demo_subcommands_work_on_a_fresh_data_dir() {
     }
 }
 
+/// `dev-tokens` prints one verifiable token per seeded user with an address, and is refused in production mode.
+#[test]
+fn dev_tokens_prints_tokens_for_seeded_buyers_and_is_refused_in_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let seed = wxshop().args(["seed-demo", "--users", "3"]).env("WXSHOP_DATA_DIR", &data).output().unwrap();
+    assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
+    let out = wxshop().args(["dev-tokens", "--count", "5"]).env("WXSHOP_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let keys = wxshop::auth::tokens::TokenKeys::new(&wxshop::config::Config::default().auth);
+    for line in lines {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let claims = keys.verify(parts[1], wxshop::auth::USER_AUDIENCE, wxshop::auth::tokens::now_secs()).unwrap();
+        assert_eq!(claims.sub, parts[0]);
+        assert!(parts[2].parse::<i64>().is_ok(), "{line}");
+    }
+    let refused = wxshop().args(["dev-tokens"]).envs(PRODUCTION_ENV.iter().copied()).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused in production"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 /// Statements slower than `db.slow_statement_ms` are logged at warn with their SQL text; faster ones are not.
 #[test]
 fn slow_statements_are_logged_at_warn_with_their_sql() {

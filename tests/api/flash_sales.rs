@@ -539,3 +539,42 @@ async fn purchase_rate_limits_hold_across_two_instances() {
         assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
     }
 }
+
+#[tokio::test]
+async fn unsold_and_returned_units_go_back_to_the_sku_after_the_sale() {
+    for backend in backends() {
+        let app = spawn_app_with(&backend, |c| {
+            c.orders.payment_timeout_secs = 1;
+            c.orders.sweep_interval_ms = 200;
+            c.flash_sale.claim_idle_ms = 300;
+            c.rate_limit.purchase_per_user = 1_000;
+        })
+        .await;
+        let admin = app.admin_token("operator").await;
+        let sku_id = sku_with_stock(&app, 10).await;
+        let sale_id = create_sale(&app, &admin, sku_id, 4, 2, 0).await["id"].as_i64().unwrap();
+        let buyer = app.buyers(1).await.remove(0);
+        let (status, won) = purchase(&app, sale_id, &buyer, "u1").await;
+        assert_eq!(status, 202, "{won}");
+        assert_eq!(wait_for_order(&app, won["purchase_id"].as_str().unwrap(), &buyer.token).await["status"], "created");
+        let (status, _) = app.post(&format!("/admin/api/v1/flash-sales/{sale_id}/end"), &json!({}), Some(&admin)).await;
+        assert_eq!(status, 200);
+        assert_eq!(app.scalar(&format!("SELECT stock AS n FROM sku WHERE id = {sku_id}")).await, 6);
+        // The unpaid order times out; the sale's 3 unsold units and that 1 all end up back in the SKU, once.
+        let path = format!("/admin/api/v1/flash-sales/{sale_id}/reconcile");
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                app.post(&path, &json!({}), Some(&admin)).await;
+                app.scalar(&format!("SELECT stock AS n FROM sku WHERE id = {sku_id}")).await == 10
+                    && app.scalar(&format!("SELECT COUNT(*) AS n FROM shop_order WHERE flash_sale_id = {sale_id} AND status = 'cancelled'")).await == 1
+            })
+            .await,
+            "stock back in the SKU ({})",
+            backend.name()
+        );
+        let (_, sale) = app.get_auth(&format!("/admin/api/v1/flash-sales/{sale_id}"), &admin).await;
+        assert!(sale["stock_returned_at"].is_string(), "{sale}");
+        app.post(&path, &json!({}), Some(&admin)).await;
+        assert_eq!(app.scalar(&format!("SELECT stock AS n FROM sku WHERE id = {sku_id}")).await, 10, "returned once");
+    }
+}
