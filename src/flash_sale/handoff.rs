@@ -120,6 +120,9 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
     let (outcome, failed) = retry_transient(|| async {
         let now = now_ms();
         let mut tx = app.db.begin_write().await?;
+        // The sale row first (MySQL: X lock until commit): a leftover return cannot run between the check and the
+        // commit, and concurrent hand-offs queue here instead of deadlocking on the purchase's foreign-key check.
+        let open = store::lock_unreturned(&mut tx, purchase.sale_id, now).await?;
         store::insert_purchase(&mut tx, dialect, purchase, true).await?;
         let Some(row) = store::find_purchase(&mut tx, &purchase.id, Some(dialect)).await? else {
             // Another purchase holds this user's Idempotency-Key (only after Redis lost data): not an order.
@@ -131,8 +134,6 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         let sale = store::find_sale(&mut tx, row.sale_id)
             .await?
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("purchase {} has no sale", row.id)))?;
-        // Locks the sale row: a leftover return cannot run between this check and the commit.
-        let open = store::lock_unreturned(&mut tx, sale.id, now).await?;
         let address = address_store::find_owned(&mut tx, row.user_id, row.address_id).await?;
         let sku = order_store::skus_for_order(&mut tx, &[sale.sku_id]).await?.into_iter().find(|s| s.purchasable);
         let failure = match (&address, &sku) {

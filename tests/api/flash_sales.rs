@@ -578,3 +578,80 @@ async fn unsold_and_returned_units_go_back_to_the_sku_after_the_sale() {
         assert_eq!(app.scalar(&format!("SELECT stock AS n FROM sku WHERE id = {sku_id}")).await, 10, "returned once");
     }
 }
+
+/// What a SIGKILL leaves behind, made deterministic: an instance took a won purchase from the stream and died
+/// before making its order. Another instance takes it over after `claim_idle_ms` and makes exactly one order.
+#[tokio::test]
+async fn a_purchase_taken_by_a_dead_instance_is_taken_over() {
+    let Some(backend) = scale_out_backend() else { return };
+    let app = spawn_app_with(&backend, |c| {
+        c.flash_sale.worker_poll_ms = 60_000;
+        c.flash_sale.claim_idle_ms = 300;
+        c.rate_limit.purchase_per_user = 1_000;
+    })
+    .await;
+    let admin = app.admin_token("operator").await;
+    let sku_id = sku_with_stock(&app, 100).await;
+    let sale_id = create_sale(&app, &admin, sku_id, 5, 1, 0).await["id"].as_i64().unwrap();
+    let buyers = app.buyers(2).await;
+
+    // The dead instance's share: a won decision (as the Lua script records it), read from the stream by a
+    // consumer that never acknowledges it.
+    let redis = app.state.redis.clone().unwrap();
+    let mut conn = redis.conn();
+    let key = |name: &str| redis.key(&format!("{{fs:{sale_id}}}:{name}"));
+    let orphan = format!("{sale_id}-{}", uuid::Uuid::new_v4().simple());
+    let record = format!("{}|1|{}|held|{}|dead-key", buyers[0].user_id, buyers[0].address_id, now_ms());
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(key("decided"))
+        .arg(&orphan)
+        .arg(&record)
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(key("sale"))
+        .arg("remaining")
+        .arg(-1)
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(key("bought"))
+        .arg(buyers[0].user_id)
+        .arg(1)
+        .ignore()
+        .cmd("XADD")
+        .arg(key("queue"))
+        .arg("*")
+        .arg("pid")
+        .arg(&orphan)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let taken: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("orders")
+        .arg("dead-instance")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(key("queue"))
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(format!("{taken:?}").contains(&orphan), "the dead consumer holds the entry: {taken:?}");
+    let (status, body) = app.get_auth(&format!("/api/v1/flash-sales/purchases/{orphan}"), &buyers[0].token).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+
+    // Past claim_idle_ms, the next pass of a live instance takes it over (a win wakes the worker).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, won) = purchase(&app, sale_id, &buyers[1], "wake").await;
+    assert_eq!(status, 202, "{won}");
+    let orphan_done = wait_for_order(&app, &orphan, &buyers[0].token).await;
+    assert_eq!(orphan_done["status"], "created", "{orphan_done}");
+    assert_eq!(wait_for_order(&app, won["purchase_id"].as_str().unwrap(), &buyers[1].token).await["status"], "created");
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) AS n FROM shop_order WHERE flash_sale_id = {sale_id}")).await, 2);
+    let pending: (i64, Option<String>, Option<String>, redis::Value) =
+        redis::cmd("XPENDING").arg(key("queue")).arg("orders").query_async(&mut conn).await.unwrap();
+    assert_eq!(pending.0, 0, "nothing left unacknowledged: {pending:?}");
+}
