@@ -99,6 +99,13 @@ pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Vec<i64>) -
     (rows, next)
 }
 
+/// `limit` and `cursor` of a list ordered newest first by id: the page size and the id to continue below.
+pub fn id_page(limit: Option<i64>, cursor: Option<&str>) -> Result<(u32, Option<i64>), AppError> {
+    let limit = PageLimit::parse(limit)?.get();
+    let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
+    Ok((limit, before))
+}
+
 /// One page of a cursor-paginated list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::coupons::store::{self, CampaignRow, CouponRow, NewCampaign};
 use crate::db::{now_ms, parse_rfc3339, retry_transient, rfc3339};
-use crate::domain::{cut_page, Cursor, Page, PageLimit};
+use crate::domain::{cut_page, id_page, Page};
 use crate::error::{AppError, FieldError};
 use crate::soldout::Kind;
 use crate::state::App;
@@ -170,8 +170,7 @@ pub async fn list_campaigns(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<Campaign>, AppError> {
-    let limit = PageLimit::parse(limit)?.get();
-    let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
+    let (limit, before) = id_page(limit, cursor)?;
     let now = now_ms();
     let rows = store::list_campaigns(&app.db.pool, live_only.then_some(now), before, limit).await?;
     let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
@@ -250,8 +249,7 @@ pub async fn my_coupons(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<Coupon>, AppError> {
-    let limit = PageLimit::parse(limit)?.get();
-    let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
+    let (limit, before) = id_page(limit, cursor)?;
     let rows = store::list_for_user(&app.db.pool, user_id, before, limit).await?;
     let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
     let now = now_ms();

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::db::{insert_returning_id, Dialect};
+use crate::db::{insert_returning_id, newest_first, Dialect};
 
 pub struct CampaignRow {
     pub id: i64,
@@ -89,22 +89,9 @@ pub async fn list_campaigns(
     before_id: Option<i64>,
     limit: u32,
 ) -> Result<Vec<CampaignRow>, sqlx::Error> {
-    let mut sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM coupon_campaign WHERE 1 = 1");
-    if live_at.is_some() {
-        sql.push_str(" AND ends_at > ? AND stopped_at IS NULL");
-    }
-    if before_id.is_some() {
-        sql.push_str(" AND id < ?");
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut query = sqlx::query(&sql);
-    if let Some(now) = live_at {
-        query = query.bind(now);
-    }
-    if let Some(id) = before_id {
-        query = query.bind(id);
-    }
-    let rows = query.bind(limit as i64 + 1).fetch_all(pool).await?;
+    let select = format!("SELECT {CAMPAIGN_COLUMNS} FROM coupon_campaign");
+    let live = live_at.map(|now| ("ends_at > ? AND stopped_at IS NULL", now));
+    let rows = newest_first(pool, &select, live, before_id, limit).await?;
     rows.iter().map(campaign_row).collect()
 }
 

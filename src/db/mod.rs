@@ -268,6 +268,34 @@ pub fn now_ms() -> i64 {
 }
 
 /// Epoch milliseconds as RFC 3339 UTC, how every timestamp is sent.
+/// Rows of `select` (a `SELECT … FROM table` without WHERE) newest first by `id`: with `open`, only rows matching that
+/// condition (its one `?` bound to the given time); with `before_id`, only older rows (a keyset cursor); `limit + 1`
+/// rows, for [`crate::domain::cut_page`].
+pub async fn newest_first(
+    pool: &AnyPool,
+    select: &str,
+    open: Option<(&str, i64)>,
+    before_id: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut sql = format!("{select} WHERE 1 = 1");
+    if let Some((condition, _)) = open {
+        sql.push_str(&format!(" AND {condition}"));
+    }
+    if before_id.is_some() {
+        sql.push_str(" AND id < ?");
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    let mut query = sqlx::query(&sql);
+    if let Some((_, now)) = open {
+        query = query.bind(now);
+    }
+    if let Some(id) = before_id {
+        query = query.bind(id);
+    }
+    query.bind(limit as i64 + 1).fetch_all(pool).await
+}
+
 /// Parses an RFC 3339 time (`2026-11-24T10:00:00+08:00`) into epoch milliseconds; a 422 naming `field` otherwise.
 pub fn parse_rfc3339(field: &str, value: &str) -> Result<i64, crate::error::AppError> {
     time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{now_ms, parse_rfc3339, rfc3339};
-use crate::domain::{cut_page, Cursor, Page, PageLimit};
+use crate::domain::{cut_page, id_page, Page};
 use crate::error::{AppError, FieldError};
 use crate::flash_sale::store::{self, SaleFields, SaleRow};
 use crate::orders::store as order_store;
@@ -220,8 +220,7 @@ pub async fn list(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<FlashSale>, AppError> {
-    let limit = PageLimit::parse(limit)?.get();
-    let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
+    let (limit, before) = id_page(limit, cursor)?;
     let rows = store::list_sales(&app.db.pool, open_only.then(now_ms), before, limit).await?;
     let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
     Ok(Page { items: views(app, rows).await?, next_cursor })
@@ -273,8 +272,7 @@ async fn views(app: &App, sales: Vec<SaleRow>) -> Result<Vec<FlashSale>, AppErro
 
 /// Admin list with the database's sold counts.
 pub async fn admin_list(app: &App, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<AdminFlashSale>, AppError> {
-    let limit = PageLimit::parse(limit)?.get();
-    let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
+    let (limit, before) = id_page(limit, cursor)?;
     let rows = store::list_sales(&app.db.pool, None, before, limit).await?;
     let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
     let mut items = Vec::with_capacity(rows.len());

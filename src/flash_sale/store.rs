@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::db::{insert_returning_id, Dialect};
+use crate::db::{insert_returning_id, newest_first, Dialect};
 
 #[derive(Debug, Clone)]
 pub struct SaleRow {
@@ -119,22 +119,9 @@ pub async fn list_sales(
     before_id: Option<i64>,
     limit: u32,
 ) -> Result<Vec<SaleRow>, sqlx::Error> {
-    let mut sql = format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE 1 = 1");
-    if open_at.is_some() {
-        sql.push_str(" AND ends_at > ? AND ended_early_at IS NULL");
-    }
-    if before_id.is_some() {
-        sql.push_str(" AND id < ?");
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut query = sqlx::query(&sql);
-    if let Some(now) = open_at {
-        query = query.bind(now);
-    }
-    if let Some(id) = before_id {
-        query = query.bind(id);
-    }
-    let rows = query.bind(limit as i64 + 1).fetch_all(pool).await?;
+    let select = format!("SELECT {SALE_COLUMNS} FROM flash_sale");
+    let open = open_at.map(|now| ("ends_at > ? AND ended_early_at IS NULL", now));
+    let rows = newest_first(pool, &select, open, before_id, limit).await?;
     rows.iter().map(sale_row).collect()
 }
 
