@@ -30,6 +30,7 @@ export WXSHOP_REDIS_URL=redis://127.0.0.1:6379/0
 export WXSHOP_REDIS_PREFIX=wxshop-bench:
 export WXSHOP_DATA_DIR="$WORK"
 export WXSHOP_LISTEN="127.0.0.1:$PORT"
+export WXSHOP_OPS_LISTEN="127.0.0.1:$((PORT + 1))"
 export WXSHOP_LOG__FILTER=error
 export WXSHOP_RATE_LIMIT__PURCHASE_PER_USER=1000
 export WXSHOP_RATE_LIMIT__PURCHASE_PER_IP=0
@@ -56,7 +57,7 @@ echo "phase 1: flash-sale purchase attempts: sale $SALE, 100 units, 5000 buyers,
 WXSHOP_BENCH_TOKENS="$WORK/tokens.txt" WXSHOP_BENCH_SALE=$SALE \
   taskset -c 1 wrk -t1 "-c$CONNECTIONS" "-d${SECONDS_}s" --latency -s bench/flash_purchase.lua "http://127.0.0.1:$PORT"
 echo "answers (flash_sale_attempts_total; sold_out_fast never reached Redis):"
-curl -s "localhost:$PORT/metrics" | grep '^flash_sale_attempts_total' || true
+curl -s "localhost:$((PORT + 1))/metrics" | grep '^flash_sale_attempts_total' || true
 sleep 1
 UPCOMING=$(curl -s -XPOST "localhost:$PORT/admin/api/v1/flash-sales" -H "authorization: Bearer $ADM" \
   -H 'content-type: application/json' \
@@ -66,6 +67,6 @@ echo
 echo "phase 2: attempts on sale $UPCOMING, not started yet: every one reaches Redis, -c$CONNECTIONS for ${SECONDS_}s"
 WXSHOP_BENCH_TOKENS="$WORK/tokens.txt" WXSHOP_BENCH_SALE=$UPCOMING \
   taskset -c 1 wrk -t1 "-c$CONNECTIONS" "-d${SECONDS_}s" --latency -s bench/flash_purchase.lua "http://127.0.0.1:$PORT"
-curl -s "localhost:$PORT/metrics" | grep '^flash_sale_attempts_total' || true
+curl -s "localhost:$((PORT + 1))/metrics" | grep '^flash_sale_attempts_total' || true
 echo "orders made: $(mysql -N -uwxshop_test -pwxshop_test -h127.0.0.1 $DB -e "SELECT COUNT(*) FROM shop_order WHERE flash_sale_id = $SALE")"
 echo "server RSS: $(ps -o rss= -p $SERVER) KiB"

@@ -35,6 +35,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address of the public HTTP listener (`WXSHOP_LISTEN`).
     pub listen: SocketAddr,
+    /// Address of the ops listener: `/metrics` and `/debug/*` (`WXSHOP_OPS_LISTEN`). Keep it off the internet.
+    pub ops_listen: SocketAddr,
     /// Directory for the embedded database and local files (`WXSHOP_DATA_DIR`).
     pub data_dir: PathBuf,
     /// `sqlite://...` or `mysql://...` (MySQL 8 / MariaDB). Unset: `sqlite://<data_dir>/wxshop.db`.
@@ -210,6 +212,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod flash_sale;
 pub mod http;
 pub mod kv;
+pub mod ops;
 pub mod orders;
 pub mod rate_limit;
 pub mod simulator;

@@ -29,6 +29,7 @@ use crate::{catalog, http, simulator, telemetry};
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    ops_listener: TcpListener,
     state: AppState,
 }
 
@@ -92,6 +93,7 @@ impl Application {
             flash_wake: tokio::sync::Notify::new(),
             sold_out: SoldOut::new(Duration::from_millis(config.flash_sale.sold_out_recheck_ms)),
             metrics,
+            heartbeats: crate::ops::Heartbeats::default(),
             openapi_json,
         }));
         let mut router = api.merge(http::docs_ui());
@@ -99,11 +101,19 @@ impl Application {
             router = simulator::mount(router, simulator);
         }
         let router = http::with_middleware(router.with_state(state.clone()), &config);
-        Ok(Application { listener, router, state })
+        let ops_listener = TcpListener::bind(config.ops_listen)
+            .await
+            .with_context(|| format!("binding {} (config key `ops_listen`)", config.ops_listen))?;
+        Ok(Application { listener, router, ops_listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The ops listener's address (`/metrics`, `/debug/*`).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> AppState {
@@ -118,12 +128,19 @@ impl Application {
     /// Serves until `shutdown` completes; then stops accepting, gives in-flight requests up to
     /// `http.shutdown_timeout_ms` to finish, and closes the pools.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, state } = self;
+        let Application { listener, router, ops_listener, state } = self;
         let grace = state.config.shutdown_timeout();
         // Background work of the same binary, stopped with the server.
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop.clone()));
-        let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop));
+        let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()));
+        let mut ops_stop = workers_stop;
+        let ops = axum::serve(ops_listener, crate::ops::router(state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = ops_stop.changed().await;
+            })
+            .into_future();
+        let ops = tokio::spawn(ops);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -149,6 +166,9 @@ impl Application {
         }
         if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
             tracing::warn!("the flash-sale hand-off did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(5), ops).await.is_err() {
+            tracing::warn!("the ops listener did not stop in time");
         }
         state.db.close().await;
         tracing::info!("stopped");

@@ -49,6 +49,8 @@ pub struct App {
     /// What is known to be sold out, for a moment.
     pub sold_out: SoldOut,
     pub metrics: PrometheusHandle,
+    /// Background workers' last passes, for `/debug/tasks`.
+    pub heartbeats: crate::ops::Heartbeats,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi_json: Bytes,
 }

@@ -80,6 +80,8 @@ impl Dialect {
 pub struct Db {
     pub pool: AnyPool,
     pub dialect: Dialect,
+    /// The pool's size limit (for the saturation gauge).
+    pub max_connections: u32,
 }
 
 /// Pool sizes and timeouts, resolved from config with defaults that suit each backend.
@@ -147,7 +149,7 @@ impl Db {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Db { pool, dialect })
+        Ok(Db { pool, dialect, max_connections: settings.max_connections })
     }
 
     /// Applies the embedded migrations of this dialect.
@@ -162,11 +164,16 @@ impl Db {
 
     /// Begins a transaction that writes. On SQLite, `BEGIN IMMEDIATE` takes the write lock at once, so concurrent
     /// writers queue on `busy_timeout` instead of failing with SQLITE_BUSY when upgrading a read snapshot.
+    /// The wait (for a pooled connection, and on SQLite for the write lock) is recorded in
+    /// `db_transaction_begin_duration_seconds`.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
-        match self.dialect {
+        let started = std::time::Instant::now();
+        let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Dialect::MySql => self.pool.begin().await,
-        }
+        };
+        metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
+        tx
     }
 
     /// A round trip to the database, for readiness.

@@ -51,6 +51,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 Err(error) => tracing::warn!(%error, "flash-sale reconciliation failed; retrying later"),
             }
         }
+        state.heartbeats.beat("flash_sale.handoff");
         let worked = match pass(&state, &consumer).await {
             Ok(n) => n,
             Err(error) => {

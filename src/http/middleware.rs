@@ -74,7 +74,9 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
         None => "unmatched".to_owned(),
     };
     let method = req.method().as_str().to_owned();
+    crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let response = next.run(req).await;
+    crate::ops::IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let status = response.status().as_u16().to_string();
     let elapsed = start.elapsed().as_secs_f64();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)

@@ -1,4 +1,5 @@
-//! Operational endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
+//! Public operational endpoints: liveness, readiness and the OpenAPI document. Metrics and profiling are on the
+//! ops listener (`crate::ops`), never on the public port.
 
 use std::time::Duration;
 
@@ -15,11 +16,7 @@ use crate::error::ErrorBody;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
-        .routes(routes!(openapi_json))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(openapi_json))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,15 +99,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         fields: Vec::new(),
     };
     (StatusCode::SERVICE_UNAVAILABLE, Json(NotReady { error, failed, checks })).into_response()
-}
-
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
-    (status = 200, content_type = "text/plain; version=0.0.4", body = String)
-))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// This API's OpenAPI 3.1 document.

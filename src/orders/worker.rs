@@ -19,6 +19,7 @@ const BATCH: i64 = 200;
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.config.orders.sweep_interval_ms);
     loop {
+        state.heartbeats.beat("orders.timeout_sweep");
         match sweep(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(cancelled = n, "cancelled unpaid orders past their deadline"),

@@ -10,6 +10,8 @@ fn wxshop() -> Command {
             command.env_remove(key);
         }
     }
+    // Commands that serve must not collide on the default ops port.
+    command.env("WXSHOP_OPS_LISTEN", "127.0.0.1:0");
     command.current_dir(std::env::temp_dir());
     command
 }

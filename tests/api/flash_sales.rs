@@ -330,6 +330,7 @@ fn spawn_process(app: &TestApp) -> (std::process::Child, String) {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WXSHOP_LISTEN", &listen)
+        .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
         .env("WXSHOP_DATA_DIR", &data_dir)
         .env("WXSHOP_DATABASE_URL", app.config.database_url.as_ref().unwrap().expose())
         .env("WXSHOP_REDIS_URL", app.config.redis_url.as_ref().unwrap().expose())

@@ -76,11 +76,12 @@ async fn readyz_names_the_database_when_it_is_unreachable() {
 async fn metrics_count_requests_by_route_template_and_status() {
     let app = spawn_app(&Backend::Embedded).await;
     let series = r#"http_requests_total{method="GET",route="/api/v1/products/{id}",status="404"}"#;
-    let before = metric_value(&app.get("/metrics").await.text().await.unwrap(), series);
+    let metrics = || async { app.client.get(format!("{}/metrics", app.ops_address)).send().await.unwrap() };
+    let before = metric_value(&metrics().await.text().await.unwrap(), series);
     for id in [900_001, 900_002, 900_003] {
         assert_eq!(app.get(&format!("/api/v1/products/{id}")).await.status(), 404);
     }
-    let response = app.get("/metrics").await;
+    let response = metrics().await;
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     let after = metric_value(&text, series);
@@ -92,4 +93,30 @@ async fn metrics_count_requests_by_route_template_and_status() {
 
 fn metric_value(text: &str, series: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap())).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_and_debug_endpoints_are_on_the_ops_listener_only() {
+    let app = spawn_app(&Backend::Embedded).await;
+    for path in ["/metrics", "/debug/tasks"] {
+        assert_eq!(app.get(path).await.status(), 404, "{path} is not on the public port");
+    }
+    assert_eq!(app.get("/api/v1/products/1").await.status(), 200);
+    let text = app.client.get(format!("{}/metrics", app.ops_address)).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "db_pool_connections{state=\"idle\"}",
+        "db_pool_max_connections",
+        "tokio_alive_tasks",
+        "tokio_global_queue_depth",
+        "http_requests_in_flight",
+        "process_resident_memory_bytes",
+        "cache_requests_total{",
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
+    let tasks: serde_json::Value =
+        app.client.get(format!("{}/debug/tasks", app.ops_address)).send().await.unwrap().json().await.unwrap();
+    assert!(tasks["runtime"]["alive_tasks"].as_u64().unwrap() > 0, "{tasks}");
+    let workers: Vec<&str> = tasks["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert!(workers.contains(&"orders.timeout_sweep") && workers.contains(&"flash_sale.handoff"), "{tasks}");
 }

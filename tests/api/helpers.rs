@@ -48,6 +48,8 @@ pub fn scale_out_backend() -> Option<Backend> {
 
 pub struct TestApp {
     pub address: String,
+    /// The ops listener (`/metrics`, `/debug/*`).
+    pub ops_address: String,
     pub client: reqwest::Client,
     pub config: Config,
     /// The running application's state: its pools, cache and Redis, for arranging and inspecting.
@@ -76,6 +78,7 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     let test_id = uuid::Uuid::new_v4().simple().to_string();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        ops_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_path_buf(),
         redis_prefix: format!("wxshop-test:{test_id}:"),
         ..Config::default()
@@ -96,16 +99,17 @@ pub async fn spawn_app_with(backend: &Backend, customize: impl FnOnce(&mut Confi
     customize(&mut config);
     config.validate().expect("test config is valid");
 
-    let (address, state) = start(config.clone()).await;
-    TestApp { address, client: http_client(), config, state, _data_dir: data_dir, cleanup }
+    let (address, ops_address, state) = start(config.clone()).await;
+    TestApp { address, ops_address, client: http_client(), config, state, _data_dir: data_dir, cleanup }
 }
 
-async fn start(config: Config) -> (String, AppState) {
+async fn start(config: Config) -> (String, String, AppState) {
     let app = Application::build(config).await.expect("application starts");
     let address = format!("http://{}", app.local_addr());
+    let ops_address = format!("http://{}", app.ops_addr());
     let state = app.state();
     tokio::spawn(app.run_until(std::future::pending()));
-    (address, state)
+    (address, ops_address, state)
 }
 
 fn http_client() -> reqwest::Client {
@@ -124,9 +128,17 @@ impl TestApp {
         let mut config = self.config.clone();
         config.db.seed_demo = Some(false);
         customize(&mut config);
-        let (address, state) = start(config.clone()).await;
+        let (address, ops_address, state) = start(config.clone()).await;
         let data_dir = tempfile::tempdir().expect("temp dir");
-        TestApp { address, client: http_client(), config, state, _data_dir: data_dir, cleanup: Cleanup::default() }
+        TestApp {
+            address,
+            ops_address,
+            client: http_client(),
+            config,
+            state,
+            _data_dir: data_dir,
+            cleanup: Cleanup::default(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -25,6 +25,7 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
             .env("RUST_LOG", "trace")
             .env("WXSHOP_LOG__FORMAT", "json")
             .env("WXSHOP_LISTEN", "127.0.0.1:0")
+            .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
             .env("WXSHOP_DATA_DIR", data_dir.path())
             .env("WXSHOP_DATABASE_URL", config.database_url())
             .env("WXSHOP_REDIS_PREFIX", &config.redis_prefix)

@@ -17,6 +17,7 @@ async fn app_with_slow_readyz(
     let dir = tempfile::tempdir().unwrap().keep();
     let mut config = wxshop::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        ops_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir,
         redis_url: Some(DsnUrl::new(format!("redis://{redis_address}"))),
         ..Default::default()
@@ -68,6 +69,7 @@ fn sigterm_stops_the_binary_cleanly() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WXSHOP_LISTEN", "127.0.0.1:0")
+        .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
         .env("WXSHOP_DATA_DIR", dir.path().join("data"))
         .env("WXSHOP_LOG__FORMAT", "json")
         .current_dir(dir.path())

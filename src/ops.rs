@@ -1,0 +1,121 @@
+//! The ops listener (`ops_listen`, default `127.0.0.1:9090`): Prometheus `/metrics` and `/debug/tasks`, served on
+//! their own port so they are never exposed with the public API.
+//!
+//! Gauges that describe the process now (database pool, tokio runtime, memory) are sampled when `/metrics` is
+//! scraped; counters and histograms are recorded where things happen.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::db::now_ms;
+use crate::state::AppState;
+
+/// Requests being served on the public listener right now.
+pub static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+
+/// The ops listener's routes (documented for consistency, but not part of the public OpenAPI document).
+pub fn router(state: AppState) -> Router {
+    let (router, _) = OpenApiRouter::new().routes(routes!(metrics)).routes(routes!(debug_tasks)).split_for_parts();
+    router.with_state(state)
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    sample_gauges(&state);
+    let body = state.metrics.render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+fn sample_gauges(state: &AppState) {
+    let pool = &state.db.pool;
+    let size = pool.size() as f64;
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
+    metrics::gauge!("db_pool_max_connections").set(state.db.max_connections as f64);
+    let runtime = tokio::runtime::Handle::current().metrics();
+    metrics::gauge!("tokio_workers").set(runtime.num_workers() as f64);
+    metrics::gauge!("tokio_alive_tasks").set(runtime.num_alive_tasks() as f64);
+    metrics::gauge!("tokio_global_queue_depth").set(runtime.global_queue_depth() as f64);
+    metrics::gauge!("http_requests_in_flight").set(IN_FLIGHT.load(Ordering::Relaxed) as f64);
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+}
+
+/// Resident memory from `/proc/self/statm` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The last pass of each background worker, for `/debug/tasks`.
+#[derive(Default)]
+pub struct Heartbeats(Mutex<BTreeMap<&'static str, (i64, u64)>>);
+
+impl Heartbeats {
+    /// The worker `name` finished a pass.
+    pub fn beat(&self, name: &'static str) {
+        let mut beats = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = beats.entry(name).or_insert((0, 0));
+        *entry = (now_ms(), entry.1 + 1);
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tasks {
+    /// The tokio runtime: worker threads, tasks alive (a number that keeps growing under a steady load is a task
+    /// leak), tasks waiting in the global queue.
+    pub runtime: RuntimeView,
+    /// Requests being served on the public listener.
+    pub http_requests_in_flight: i64,
+    /// The background workers inside this binary and when each last finished a pass.
+    pub workers: Vec<WorkerView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuntimeView {
+    pub workers: usize,
+    pub alive_tasks: usize,
+    pub global_queue_depth: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    pub name: &'static str,
+    pub passes: u64,
+    pub last_pass_ms_ago: i64,
+}
+
+/// What is running: runtime task counts, in-flight requests, background workers.
+#[utoipa::path(get, path = "/debug/tasks", tag = "ops", responses((status = 200, body = Tasks)))]
+pub async fn debug_tasks(State(state): State<AppState>) -> Json<Tasks> {
+    let runtime = tokio::runtime::Handle::current().metrics();
+    let now = now_ms();
+    let beats = state.heartbeats.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Json(Tasks {
+        runtime: RuntimeView {
+            workers: runtime.num_workers(),
+            alive_tasks: runtime.num_alive_tasks(),
+            global_queue_depth: runtime.global_queue_depth(),
+        },
+        http_requests_in_flight: IN_FLIGHT.load(Ordering::Relaxed),
+        workers: beats
+            .iter()
+            .map(|(name, (last, passes))| WorkerView { name, passes: *passes, last_pass_ms_ago: now - last })
+            .collect(),
+    })
+}
