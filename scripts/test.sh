@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite once: the embedded backends (SQLite, in-process) and MariaDB + Redis.
+# Runs the whole test suite once: the alert rules (promtool), then the embedded backends (SQLite, in-process) and
+# MariaDB + Redis.
 # Installs and starts MariaDB and Redis when missing (scripts/services.sh). Extra arguments go to `cargo test`.
 # Point WXSHOP_TEST_DATABASE_URL / WXSHOP_TEST_REDIS_URL elsewhere to use other servers.
 set -euo pipefail
@@ -13,6 +14,7 @@ export WXSHOP_TEST_REDIS_URL="${WXSHOP_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 echo "test.sh: MariaDB at ${WXSHOP_TEST_DATABASE_URL%%@*}@…, Redis at $WXSHOP_TEST_REDIS_URL" >&2
 
 status=0
+bash scripts/check-deploy.sh || status=$?
 cargo test --locked "$@" || status=$?
 
 # Tests drop their own databases and keys as they end; a test binary that exits first can leave a few behind.

@@ -119,3 +119,18 @@ pub async fn debug_tasks(State(state): State<AppState>) -> Json<Tasks> {
             .collect(),
     })
 }
+
+/// Checks the dependencies every 15 s (the `dependency_up` and `ready` gauges), until `shutdown` fires.
+pub async fn run_prober(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = crate::http::ops::check_dependencies(&state) => {}
+            _ = shutdown.changed() => return,
+        }
+        state.heartbeats.beat("ops.dependency_prober");
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -134,6 +134,7 @@ impl Application {
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop.clone()));
         let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()));
+        let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
         let mut ops_stop = workers_stop;
         let ops = axum::serve(ops_listener, crate::ops::router(state.clone()))
             .with_graceful_shutdown(async move {
@@ -166,6 +167,9 @@ impl Application {
         }
         if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
             tracing::warn!("the flash-sale hand-off did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(5), prober).await.is_err() {
+            tracing::warn!("the dependency prober did not stop in time");
         }
         if tokio::time::timeout(Duration::from_secs(5), ops).await.is_err() {
             tracing::warn!("the ops listener did not stop in time");

@@ -60,6 +60,27 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
     (status = 503, body = NotReady, description = "a dependency is unreachable; `failed` names it"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let checks = check_dependencies(&state).await;
+    let (database, redis) = (checks.database, checks.redis);
+    let failed: Vec<&'static str> = [("database", database), ("redis", redis)]
+        .into_iter()
+        .filter(|(_, outcome)| *outcome == "unavailable")
+        .map(|(name, _)| name)
+        .collect();
+    if failed.is_empty() {
+        return Json(Readiness { status: "ready", checks }).into_response();
+    }
+    let error = ErrorBody {
+        code: "dependency_unavailable".into(),
+        message: format!("unreachable: {}", failed.join(", ")),
+        fields: Vec::new(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(NotReady { error, failed, checks })).into_response()
+}
+
+/// Checks the database and Redis (each bounded by 2 s) and records `dependency_up{dependency}` (1 or 0) and
+/// `ready` for the alert rules; the ops prober calls it periodically, so the gauges hold without readiness probes.
+pub async fn check_dependencies(state: &AppState) -> Checks {
     let database = async {
         match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
             Ok(Ok(())) => "ok",
@@ -84,21 +105,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         }
     };
     let (database, redis) = tokio::join!(database, redis);
-    let checks = Checks { database, redis };
-    let failed: Vec<&'static str> = [("database", database), ("redis", redis)]
-        .into_iter()
-        .filter(|(_, outcome)| *outcome == "unavailable")
-        .map(|(name, _)| name)
-        .collect();
-    if failed.is_empty() {
-        return Json(Readiness { status: "ready", checks }).into_response();
+    for (name, outcome) in [("database", database), ("redis", redis)] {
+        if outcome != "not_configured" {
+            metrics::gauge!("dependency_up", "dependency" => name).set(f64::from(u8::from(outcome == "ok")));
+        }
     }
-    let error = ErrorBody {
-        code: "dependency_unavailable".into(),
-        message: format!("unreachable: {}", failed.join(", ")),
-        fields: Vec::new(),
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(NotReady { error, failed, checks })).into_response()
+    metrics::gauge!("ready").set(f64::from(u8::from(database != "unavailable" && redis != "unavailable")));
+    Checks { database, redis }
 }
 
 /// This API's OpenAPI 3.1 document.

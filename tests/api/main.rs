@@ -4,6 +4,7 @@ mod admin;
 mod catalog;
 mod cli;
 mod coupons;
+mod deploy;
 mod flash_sales;
 mod health;
 mod login;
