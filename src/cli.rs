@@ -36,10 +36,13 @@ pub enum Command {
         orders: usize,
     },
     /// Print access tokens for the first N users that have an address, one `user_id token address_id` line each,
-    /// for load generators (dev mode only: they are signed with the configured key).
+    /// for load generators (dev mode only: they are signed with the configured key). With --orders, the lines are
+    /// `user_id token order_id…` (up to 10 of the user's orders), the benchmark's pairs format.
     DevTokens {
         #[arg(long, default_value_t = 1_000)]
         count: usize,
+        #[arg(long)]
+        orders: bool,
     },
     /// Print the effective configuration, secrets redacted.
     Config,
@@ -154,26 +157,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::DevTokens { count } => {
+        Command::DevTokens { count, orders } => {
             if config.mode == crate::config::Mode::Production {
                 anyhow::bail!("dev-tokens mints access tokens and is refused in production mode");
             }
             let db = Db::connect_lazy(&config)?;
-            let rows = sqlx::query(
-                "SELECT user_id, MIN(id) AS address_id FROM address GROUP BY user_id ORDER BY user_id LIMIT ?",
-            )
-            .bind(count as i64)
-            .fetch_all(&db.pool)
-            .await?;
-            let keys = crate::auth::tokens::TokenKeys::new(&config.auth);
-            let now = crate::auth::tokens::now_secs();
-            for row in rows {
-                use sqlx::Row;
-                let (user_id, address_id): (i64, i64) = (row.try_get("user_id")?, row.try_get("address_id")?);
-                let token = keys.issue(user_id, crate::auth::USER_AUDIENCE, 0, None, now)?;
-                println!("{user_id} {} {address_id}", token.token);
-            }
+            let lines = crate::demo_data::dev_tokens(&db, &config.auth, count, orders).await?;
             db.close().await;
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
             Ok(())
         }
         // Printed before the runtime starts (see `main`); nothing to do here.

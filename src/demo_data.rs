@@ -171,3 +171,53 @@ async fn next_id(db: &Db, table: &str) -> anyhow::Result<i64> {
     let row = sqlx::query(&format!("SELECT COALESCE(MAX(id), 0) AS m FROM {table}")).fetch_one(&db.pool).await?;
     Ok(row.try_get::<i64, _>("m")? + 1)
 }
+
+/// `user_id token address_id` (or, with `orders`, `user_id token order_id…` with up to 10 of the user's orders)
+/// for the first `count` users with an address: load-generator input, signed with the configured key.
+pub async fn dev_tokens(
+    db: &Db,
+    auth: &crate::config::AuthConfig,
+    count: usize,
+    orders: bool,
+) -> anyhow::Result<Vec<String>> {
+    let rows =
+        sqlx::query("SELECT user_id, MIN(id) AS address_id FROM address GROUP BY user_id ORDER BY user_id LIMIT ?")
+            .bind(count as i64)
+            .fetch_all(&db.pool)
+            .await?;
+    let users: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| Ok((r.try_get("user_id")?, r.try_get("address_id")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut owned: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
+    if orders {
+        let (first, last) = (users.first().map_or(0, |u| u.0), users.last().map_or(0, |u| u.0));
+        let rows = sqlx::query("SELECT user_id, id FROM shop_order WHERE user_id BETWEEN ? AND ? ORDER BY user_id, id")
+            .bind(first)
+            .bind(last)
+            .fetch_all(&db.pool)
+            .await?;
+        for row in rows {
+            let ids = owned.entry(row.try_get("user_id")?).or_default();
+            if ids.len() < 10 {
+                ids.push(row.try_get("id")?);
+            }
+        }
+    }
+    let keys = crate::auth::tokens::TokenKeys::new(auth);
+    let now = crate::auth::tokens::now_secs();
+    let mut lines = Vec::with_capacity(users.len());
+    for (user_id, address_id) in users {
+        let token = keys.issue(user_id, crate::auth::USER_AUDIENCE, 0, None, now)?.token;
+        if orders {
+            let ids = owned.get(&user_id).map(Vec::as_slice).unwrap_or_default();
+            if !ids.is_empty() {
+                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                lines.push(format!("{user_id} {token} {}", ids.join(" ")));
+            }
+        } else {
+            lines.push(format!("{user_id} {token} {address_id}"));
+        }
+    }
+    Ok(lines)
+}
