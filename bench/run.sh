@@ -94,11 +94,14 @@ echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 echo "== run 3: wxshop flash-sale purchase attempts (a sale of 100 units sells out; then the sold-out phase)"
 ADM=$(curl -s -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"username":"bench","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -fsS -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/skus/1/stock" -H "authorization: Bearer $ADM" \
+  -H 'content-type: application/json' -d '{"delta":100000,"reason":"bench: flash-sale stock"}' >/dev/null
 for conns in ${CONNS:-64 400}; do
   SALE=$(curl -s -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/flash-sales" -H "authorization: Bearer $ADM" \
     -H 'content-type: application/json' \
     -d "{\"sku_id\":1,\"price_fen\":990,\"stock\":100,\"per_user_limit\":1,\"starts_at\":\"$(date -u +%FT%TZ)\",\"ends_at\":\"$(date -u -d '+1 hour' +%FT%TZ)\"}" \
     | sed 's/{"id":\([0-9]*\).*/\1/')
+  [[ "$SALE" =~ ^[0-9]+$ ]] || { echo "creating the flash sale failed: $SALE" >&2; exit 1; }
   before=$(curl -s "http://127.0.0.1:$WX_OPS/metrics" | grep '^flash_sale_attempts_total' || true)
   WXSHOP_BENCH_TOKENS=$OUT/buyers-wxshop.txt WXSHOP_BENCH_SALE=$SALE taskset -c 1 \
     wrk -t1 "-c$conns" "-d${DURATION:-15}s" --latency --timeout 5s -s bench/flash_purchase.lua "http://127.0.0.1:$WX_PORT" \
