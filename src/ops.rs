@@ -1,5 +1,5 @@
-//! The ops listener (`ops_listen`, default `127.0.0.1:9090`): Prometheus `/metrics` and `/debug/tasks`, served on
-//! their own port so they are never exposed with the public API.
+//! The ops listener (`ops_listen`, default `127.0.0.1:9090`): Prometheus `/metrics`, `/debug/tasks` and the CPU
+//! profiler `/debug/pprof/profile`, served on their own port so they are never exposed with the public API.
 //!
 //! Gauges that describe the process now (database pool, tokio runtime, memory) are sampled when `/metrics` is
 //! scraped; counters and histograms are recorded where things happen.
@@ -25,7 +25,11 @@ pub static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 
 /// The ops listener's routes (documented for consistency, but not part of the public OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    let (router, _) = OpenApiRouter::new().routes(routes!(metrics)).routes(routes!(debug_tasks)).split_for_parts();
+    let (router, _) = OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(debug_tasks))
+        .routes(routes!(cpu_profile))
+        .split_for_parts();
     router.with_state(state)
 }
 
@@ -133,4 +137,68 @@ pub async fn run_prober(state: AppState, mut shutdown: tokio::sync::watch::Recei
             _ = shutdown.changed() => return,
         }
     }
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProfileQuery {
+    /// How long to sample: 1 to 60 s, default 10.
+    pub seconds: Option<u64>,
+    /// `pprof` (default: the protobuf `go tool pprof` reads) or `svg` (a flame graph).
+    pub format: Option<String>,
+}
+
+/// One CPU profile at a time: the profiler is process-wide (a timer signal).
+static PROFILING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// CPU profile of the whole process, sampled at 99 Hz for `seconds`, as pprof protobuf or an SVG flame graph.
+#[utoipa::path(get, path = "/debug/pprof/profile", tag = "ops", params(ProfileQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 409, body = crate::error::ErrorBody, description = "`profile_in_progress`"),
+        (status = 422, body = crate::error::ErrorBody)))]
+pub async fn cpu_profile(
+    crate::http::extract::AppQuery(q): crate::http::extract::AppQuery<ProfileQuery>,
+) -> Result<Response, crate::error::AppError> {
+    use crate::error::AppError;
+    let seconds = q.seconds.unwrap_or(10);
+    if !(1..=60).contains(&seconds) {
+        return Err(AppError::validation("seconds", "1 to 60"));
+    }
+    let svg = match q.format.as_deref() {
+        None | Some("pprof") => false,
+        Some("svg") => true,
+        Some(_) => return Err(AppError::validation("format", "`pprof` or `svg`")),
+    };
+    let _one_at_a_time = PROFILING
+        .try_lock()
+        .map_err(|_| AppError::conflict("profile_in_progress", "another profile is being taken; try again later"))?;
+    // The profiler guard is not Send: sample and build the report on a blocking thread.
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let guard = pprof::ProfilerGuardBuilder::default()
+            .frequency(99)
+            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .build()
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+        let report = guard.report().build().map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        if svg {
+            report.flamegraph(&mut body).map_err(|e| e.to_string())?;
+        } else {
+            use pprof::protos::Message;
+            body = report.pprof().map_err(|e| e.to_string())?.write_to_bytes().map_err(|e| e.to_string())?;
+        }
+        Ok(body)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("profiler thread: {e}")))?
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("profiler: {e}")))?;
+    if svg && !body.starts_with(b"<?xml") && !body.starts_with(b"<svg") {
+        return Err(AppError::conflict(
+            "no_samples",
+            "the process used no CPU while sampling; sample for longer or under load",
+        ));
+    }
+    let content_type = if svg { "image/svg+xml" } else { "application/octet-stream" };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -120,3 +120,42 @@ async fn metrics_and_debug_endpoints_are_on_the_ops_listener_only() {
     let workers: Vec<&str> = tasks["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
     assert!(workers.contains(&"orders.timeout_sweep") && workers.contains(&"flash_sale.handoff"), "{tasks}");
 }
+
+#[tokio::test]
+async fn cpu_profiles_come_as_pprof_protobuf_or_a_flame_graph() {
+    use pprof::protos::Message;
+    let app = spawn_app(&Backend::Embedded).await;
+    let ops = app.ops_address.clone();
+    let busy = {
+        let app_client = app.client.clone();
+        let url = app.url("/api/v1/products?limit=50");
+        tokio::spawn(async move {
+            loop {
+                let _ = app_client.get(&url).send().await;
+            }
+        })
+    };
+    let profile = app.client.get(format!("{ops}/debug/pprof/profile?seconds=2"));
+    let (profile, second) = tokio::join!(profile.send(), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.client.get(format!("{ops}/debug/pprof/profile?seconds=1")).send().await.unwrap()
+    });
+    assert_eq!(second.status(), 409, "one profile at a time");
+    let profile = profile.unwrap();
+    assert_eq!(profile.status(), 200);
+    let bytes = profile.bytes().await.unwrap();
+    let decoded = pprof::protos::Profile::parse_from_bytes(&bytes).expect("a pprof protobuf");
+    assert!(!decoded.sample.is_empty(), "samples were taken while the app served requests");
+
+    let svg = app.client.get(format!("{ops}/debug/pprof/profile?seconds=1&format=svg")).send().await.unwrap();
+    busy.abort();
+    assert_eq!(svg.status(), 200);
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    let svg = svg.text().await.unwrap();
+    assert!(svg.contains("<svg"), "{}", &svg[..svg.len().min(300)]);
+    for bad in ["seconds=0", "seconds=61", "format=gif"] {
+        let response = app.client.get(format!("{ops}/debug/pprof/profile?{bad}")).send().await.unwrap();
+        assert_eq!(response.status(), 422, "{bad}");
+    }
+    assert_eq!(app.get("/debug/pprof/profile?seconds=1").await.status(), 404, "not on the public port");
+}
