@@ -62,7 +62,10 @@ for name in sorted(os.listdir(out)):
     if not m:
         continue
     text = open(os.path.join(out, name)).read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not found:
+        continue
+    rps = float(found.group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", text, re.M))
     counts = {}
     metrics_path = os.path.join(out, f"flash-c{m.group(1)}.metrics")
@@ -88,6 +91,22 @@ if rss:
     print("| --- | --- | --- |")
     print(f"| idle, after start | {rss.get('wxshop_idle_rss_kib', 0):.1f} MiB | {rss.get('gin_idle_rss_kib', 0):.1f} MiB |")
     print(f"| peak over the run (VmHWM) | {rss.get('wxshop_peak_rss_kib', 0):.1f} MiB | {rss.get('gin_peak_rss_kib', 0):.1f} MiB |")
+
+svg = os.path.join(out, "profile-order-id.svg")
+if os.path.exists(svg):
+    import html
+    frames = {}
+    for title in re.findall(r"<title>(.*?)</title>", open(svg).read(), re.S):
+        m = re.match(r"(.*) \(([\d,]+) samples?, ([\d.]+)%\)$", html.unescape(title).strip())
+        if m:
+            name = re.sub(r"::h[0-9a-f]{16}$", "", m.group(1))
+            frames[name] = max(frames.get(name, 0.0), float(m.group(3)))
+    interesting = [(pct, name) for name, pct in frames.items()
+                   if pct < 99 and not re.match(r"^(all|std::|core::|tokio::runtime|__|start_thread|clone)", name)]
+    print("\n| profile of GET /api/v1/orders/{id} at c64: heaviest frames (inclusive % of samples) | % |")
+    print("| --- | --- |")
+    for pct, name in sorted(interesting, reverse=True)[:15]:
+        print(f"| `{name[:110]}` | {pct:.1f} |")
 
 print("\n| target | measured | met |")
 print("| --- | --- | --- |")
