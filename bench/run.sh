@@ -94,9 +94,10 @@ echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 echo "== profile: GET /api/v1/orders/{id} at c64 for 10 s (flame graph of where wxshop spends its CPU)"
 taskset -c 1 wrk -t1 -c64 -d14s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" id 1 \
   >"$OUT/profile-load.txt" &
+LOAD=$!
 sleep 2
 curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-id.svg"
-wait
+wait "$LOAD"
 
 echo "== run 3: wxshop flash-sale purchase attempts (a sale of 100 units sells out; then the sold-out phase)"
 ADM=$(curl -s -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/auth/login" -H 'content-type: application/json' \
