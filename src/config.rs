@@ -70,6 +70,8 @@ pub struct OrdersConfig {
     pub cache_ttl_secs: u64,
     /// In-process (level 1) lifetime of a cached order response.
     pub local_cache_ttl_ms: u64,
+    /// In-process (level 1) order cache size, in MiB of cached responses.
+    pub local_cache_mib: u64,
     /// How long "no such order" is cached.
     pub negative_cache_ttl_secs: u64,
     /// How long an Idempotency-Key and its response are kept.
@@ -258,6 +260,7 @@ impl Default for Config {
                 sweep_interval_ms: 5_000,
                 cache_ttl_secs: 300,
                 local_cache_ttl_ms: 5_000,
+                local_cache_mib: 16,
                 negative_cache_ttl_secs: 5,
                 idempotency_ttl_secs: 24 * 3600,
             },

@@ -80,7 +80,7 @@ impl Application {
                 "order",
                 redis.clone(),
                 Duration::from_millis(config.orders.local_cache_ttl_ms),
-                100_000,
+                config.orders.local_cache_mib * 1024 * 1024,
             ),
             counters: Counters::new(redis.clone()),
             redis,

@@ -24,6 +24,9 @@ use crate::cache::jitter;
 use crate::error::AppError;
 use crate::kv::Redis;
 
+/// Bytes of bookkeeping per level-1 entry (moka's node, the key's and value's headers), for the weigher.
+const ENTRY_OVERHEAD: usize = 128;
+
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
@@ -50,8 +53,16 @@ pub struct Layered {
 }
 
 impl Layered {
-    pub fn new(name: &'static str, redis: Option<Redis>, local_ttl: Duration, capacity: u64) -> Arc<Layered> {
-        let local = moka::future::Cache::builder().max_capacity(capacity).expire_after(EntryTtl).build();
+    /// `capacity_bytes` bounds level 1 by the size of what it holds (keys and values, plus a per-entry overhead),
+    /// not by the number of entries: serialized responses vary in size, and memory is what must stay bounded.
+    pub fn new(name: &'static str, redis: Option<Redis>, local_ttl: Duration, capacity_bytes: u64) -> Arc<Layered> {
+        let local = moka::future::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.value.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryTtl)
+            .build();
         let cache = Arc::new(Layered { name, local, local_ttl, redis, loads: AtomicU64::new(0) });
         if cache.redis.is_some() {
             tokio::spawn(listen_for_invalidations(Arc::downgrade(&cache)));
@@ -221,7 +232,7 @@ mod tests {
     /// invalidation and caches the old value; the second pass removes it.
     #[tokio::test]
     async fn a_value_cached_during_invalidation_is_removed_by_the_second_pass() {
-        let cache = Layered::new("test", None, Duration::from_secs(60), 100);
+        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
         cache.invalidate("k").await;
         // The slow reader writes the old value back right after the first pass.
         let old = cache.get_or_load("k", || async { Ok((Bytes::from_static(b"old"), Duration::from_secs(60))) }).await;
