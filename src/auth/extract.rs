@@ -115,10 +115,9 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let claims = authenticate(parts, state, USER_AUDIENCE, "user").await?;
-        let id = claims.sub.parse().map_err(|_| AppError::unauthorized("token_invalid", "malformed subject"))?;
-        tracing::Span::current().record("user_id", id);
-        Ok(AuthUser { id, claims })
+        let user = AuthUser::verify_signature(&parts.headers, state)?;
+        user.ensure_not_revoked(state).await?;
+        Ok(user)
     }
 }
 
