@@ -51,12 +51,17 @@ pub async fn transition(
     Ok(())
 }
 
-/// The order's status; 404 `order_not_found` when it does not exist or, with `owner`, is someone else's.
-async fn current_status(conn: &mut AnyConnection, id: i64, owner: Option<i64>) -> Result<OrderStatus, AppError> {
+/// The order and its status; 404 `order_not_found` when it does not exist or, with `owner`, is someone else's.
+async fn current(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: Option<i64>,
+) -> Result<(store::OrderRow, OrderStatus), AppError> {
     let order = store::find_order(conn, id).await?.filter(|o| owner.is_none_or(|u| u == o.user_id));
     let order = order.ok_or(AppError::not_found("order"))?;
-    OrderStatus::parse(&order.status)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("order {id} has an unknown status {}", order.status)))
+    let status = OrderStatus::parse(&order.status)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("order {id} has an unknown status {}", order.status)))?;
+    Ok((order, status))
 }
 
 fn invalid(from: OrderStatus, to: OrderStatus) -> AppError {
@@ -88,12 +93,11 @@ pub async fn cancel_in(
     owner: Option<i64>,
     actor: &Actor,
 ) -> Result<Option<PurchaseRow>, AppError> {
-    let current = current_status(conn, id, owner).await?;
-    let flash_sale_id = store::find_order(conn, id).await?.and_then(|o| o.flash_sale_id);
-    transition(conn, id, current, OrderStatus::Cancelled, actor, None).await?;
+    let (order, status) = current(conn, id, owner).await?;
+    transition(conn, id, status, OrderStatus::Cancelled, actor, None).await?;
     let now = now_ms();
     coupons::store::give_back(conn, id).await?;
-    if let Some(sale_id) = flash_sale_id {
+    if let Some(sale_id) = order.flash_sale_id {
         let released = flash_store::release_for_order(conn, id, now).await?;
         if flash_store::lock_unreturned(conn, sale_id, now).await? {
             return Ok(released);
@@ -133,8 +137,8 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
         return Err(AppError::Validation(fields));
     }
     let mut tx = app.db.begin_write().await?;
-    let current = current_status(&mut tx, id, None).await?;
-    transition(&mut tx, id, current, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
+    let (_, status) = current(&mut tx, id, None).await?;
+    transition(&mut tx, id, status, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
         .await?;
     tx.commit().await?;
     app.order_cache.invalidate(&id.to_string()).await;
@@ -144,8 +148,8 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
 /// Any legal transition without side effects on stock (payments will drive `paid`; tests use it).
 pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Result<(), AppError> {
     let mut tx = app.db.begin_write().await?;
-    let current = current_status(&mut tx, id, None).await?;
-    transition(&mut tx, id, current, to, &actor, None).await?;
+    let (_, status) = current(&mut tx, id, None).await?;
+    transition(&mut tx, id, status, to, &actor, None).await?;
     tx.commit().await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
