@@ -3,9 +3,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 
 /// An amount of money in fen (分, 1/100 yuan). Never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -99,11 +99,44 @@ pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Vec<i64>) -
     (rows, next)
 }
 
+/// [`crate::db::parse_rfc3339`] for one field of a form: a failure goes into `errors` and gives `None`.
+pub fn time_field(field: &str, value: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
+    match crate::db::parse_rfc3339(field, value) {
+        Ok(t) => Some(t),
+        Err(AppError::Validation(fields)) => {
+            errors.extend(fields);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The window of a sale or campaign: when both times parsed, `ends_at` must follow `starts_at` and be in the
+/// future; what is wrong goes into `errors`.
+pub fn check_window(starts_at: Option<i64>, ends_at: Option<i64>, now: i64, errors: &mut Vec<FieldError>) {
+    if let (Some(starts_at), Some(ends_at)) = (starts_at, ends_at) {
+        if starts_at >= ends_at {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        } else if ends_at <= now {
+            errors.push(FieldError::new("ends_at", "must be in the future"));
+        }
+    }
+}
+
 /// `limit` and `cursor` of a list ordered newest first by id: the page size and the id to continue below.
 pub fn id_page(limit: Option<i64>, cursor: Option<&str>) -> Result<(u32, Option<i64>), AppError> {
     let limit = PageLimit::parse(limit)?.get();
     let before = cursor.map(|c| Cursor::parse(c, 1)).transpose()?.map(|c| c.keys()[0]);
     Ok((limit, before))
+}
+
+/// `?limit=&cursor=` of a list ordered newest first by id.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 /// One page of a cursor-paginated list.

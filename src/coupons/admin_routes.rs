@@ -7,9 +7,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::{AdminUser, Role};
-use crate::coupons::routes::PageQuery;
 use crate::coupons::service::{self, Campaign, CreateCampaign};
-use crate::domain::Page;
+use crate::domain::{Page, PageQuery};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::state::AppState;

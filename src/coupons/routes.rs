@@ -5,14 +5,12 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::AuthUser;
 use crate::coupons::service::{self, Campaign, Coupon};
-use crate::domain::Page;
+use crate::domain::{Page, PageQuery};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppPath, AppQuery};
 use crate::rate_limit::{self, Action};
@@ -20,14 +18,6 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_campaigns)).routes(routes!(claim_coupon)).routes(routes!(list_my_coupons))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1 to 100, default 20.
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 /// Campaigns that are running or about to (not ended, not stopped), newest first, with what is left.

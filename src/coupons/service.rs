@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::coupons::store::{self, CampaignRow, CouponRow, NewCampaign};
-use crate::db::{now_ms, parse_rfc3339, retry_transient, rfc3339};
-use crate::domain::{cut_page, id_page, Page};
+use crate::db::{now_ms, retry_transient, rfc3339};
+use crate::domain::{check_window, cut_page, id_page, time_field, Page};
 use crate::error::{AppError, FieldError};
 use crate::soldout::Kind;
 use crate::state::App;
@@ -129,23 +129,14 @@ pub async fn create_campaign(app: &App, input: CreateCampaign) -> Result<Campaig
     if !(1..=366).contains(&input.valid_days) {
         fields.push(FieldError::new("valid_days", "1 to 366"));
     }
-    let starts_at = parse_rfc3339("starts_at", &input.starts_at);
-    let ends_at = parse_rfc3339("ends_at", &input.ends_at);
+    let starts_at = time_field("starts_at", &input.starts_at, &mut fields);
+    let ends_at = time_field("ends_at", &input.ends_at, &mut fields);
     let now = now_ms();
-    match (&starts_at, &ends_at) {
-        (Ok(s), Ok(e)) if s >= e => fields.push(FieldError::new("ends_at", "must be after starts_at")),
-        (Ok(_), Ok(e)) if *e <= now => fields.push(FieldError::new("ends_at", "must be in the future")),
-        _ => {}
-    }
-    for error in [starts_at.as_ref().err(), ends_at.as_ref().err()].into_iter().flatten() {
-        if let AppError::Validation(f) = error {
-            fields.extend(f.iter().cloned());
-        }
-    }
-    if !fields.is_empty() {
-        return Err(AppError::Validation(fields));
-    }
-    let (starts_at, ends_at) = (starts_at?, ends_at?);
+    check_window(starts_at, ends_at, now, &mut fields);
+    let (starts_at, ends_at) = match (starts_at, ends_at) {
+        (Some(starts_at), Some(ends_at)) if fields.is_empty() => (starts_at, ends_at),
+        _ => return Err(AppError::Validation(fields)),
+    };
     let new = NewCampaign {
         title,
         discount_fen: input.discount_fen,

@@ -7,8 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::{AdminUser, Role};
-use crate::coupons::routes::PageQuery;
-use crate::domain::Page;
+use crate::domain::{Page, PageQuery};
 use crate::error::{AppError, ErrorBody};
 use crate::flash_sale::reconcile::{self, ReconcileReport};
 use crate::flash_sale::service::{self, AdminFlashSale, CreateFlashSale, UpdateFlashSale};

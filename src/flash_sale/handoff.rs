@@ -20,8 +20,6 @@ use crate::orders::OrderStatus;
 use crate::state::{App, AppState};
 
 const BATCH: usize = 100;
-/// Sales closed longer ago than this have no hand-off work left.
-const WORK_AFTER_CLOSE_MS: i64 = 24 * 3600 * 1_000;
 
 /// What became of one won purchase.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +82,7 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
         Gate::Redis(gate) => {
             let mut handled = 0;
             let claim_idle = app.config.flash_sale.claim_idle_ms;
-            for sale in store::working_sales(&app.db.pool, now_ms() - WORK_AFTER_CLOSE_MS).await? {
+            for sale in store::working_sales(&app.db.pool, now_ms()).await? {
                 for (entry, purchase_id) in gate.next_batch(sale.id, consumer, claim_idle, BATCH).await? {
                     match gate.decided(sale.id, &purchase_id).await? {
                         Some(d) => {

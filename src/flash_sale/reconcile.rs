@@ -44,9 +44,8 @@ impl ReconcileReport {
 
 /// Every sale that may still need it.
 pub async fn all(app: &App) -> Result<Vec<ReconcileReport>, AppError> {
-    let since = now_ms() - 24 * 3600 * 1_000;
     let mut reports = Vec::new();
-    for sale in store::working_sales(&app.db.pool, since).await? {
+    for sale in store::working_sales(&app.db.pool, now_ms()).await? {
         reports.push(sale_now(app, &sale).await?);
     }
     Ok(reports)

@@ -10,8 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::AuthUser;
-use crate::coupons::routes::PageQuery;
-use crate::domain::Page;
+use crate::domain::{Page, PageQuery};
 use crate::error::{AppError, ErrorBody};
 use crate::flash_sale::purchase::{self, Purchase, PurchaseAccepted, PurchaseStatus};
 use crate::flash_sale::service::{self, FlashSale};

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::{now_ms, parse_rfc3339, rfc3339};
-use crate::domain::{cut_page, id_page, Page};
+use crate::db::{now_ms, rfc3339};
+use crate::domain::{check_window, cut_page, id_page, time_field, Page};
 use crate::error::{AppError, FieldError};
 use crate::flash_sale::store::{self, SaleFields, SaleRow};
 use crate::orders::store as order_store;
@@ -71,11 +71,13 @@ pub struct AdminFlashSale {
     pub stock_returned_at: Option<String>,
 }
 
-struct Checked {
-    fields: SaleFields,
-}
-
-fn check(f: SaleFields, now: i64, mut errors: Vec<FieldError>) -> Result<Checked, AppError> {
+/// Checks the sale's fields, given the errors found parsing its times (whose window is checked when they parsed).
+fn check(
+    f: &SaleFields,
+    window: (Option<i64>, Option<i64>),
+    now: i64,
+    mut errors: Vec<FieldError>,
+) -> Result<(), AppError> {
     if !(1..=100_000_000).contains(&f.price_fen) {
         errors.push(FieldError::new("price_fen", "1 to 100000000"));
     }
@@ -85,27 +87,11 @@ fn check(f: SaleFields, now: i64, mut errors: Vec<FieldError>) -> Result<Checked
     if !(1..=MAX_PER_USER).contains(&f.per_user_limit) {
         errors.push(FieldError::new("per_user_limit", format!("1 to {MAX_PER_USER}")));
     }
-    if errors.iter().all(|e| e.field != "starts_at" && e.field != "ends_at") {
-        if f.starts_at >= f.ends_at {
-            errors.push(FieldError::new("ends_at", "must be after starts_at"));
-        } else if f.ends_at <= now {
-            errors.push(FieldError::new("ends_at", "must be in the future"));
-        }
-    }
+    check_window(window.0, window.1, now, &mut errors);
     if errors.is_empty() {
-        Ok(Checked { fields: f })
+        Ok(())
     } else {
         Err(AppError::Validation(errors))
-    }
-}
-
-fn time_field(field: &str, value: &str, errors: &mut Vec<FieldError>) -> i64 {
-    match parse_rfc3339(field, value) {
-        Ok(t) => t,
-        Err(_) => {
-            errors.push(FieldError::new(field, "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z"));
-            0
-        }
     }
 }
 
@@ -119,10 +105,10 @@ pub async fn create(app: &App, input: CreateFlashSale) -> Result<AdminFlashSale,
         price_fen: input.price_fen,
         stock: input.stock,
         per_user_limit: input.per_user_limit,
-        starts_at,
-        ends_at,
+        starts_at: starts_at.unwrap_or_default(),
+        ends_at: ends_at.unwrap_or_default(),
     };
-    let Checked { fields } = check(fields, now, errors)?;
+    check(&fields, (starts_at, ends_at), now, errors)?;
     let mut tx = app.db.begin_write().await?;
     let sku = order_store::skus_for_order(&mut tx, &[fields.sku_id]).await?.into_iter().next();
     if sku.is_none() {
@@ -148,17 +134,18 @@ pub async fn update(app: &App, id: i64, input: UpdateFlashSale) -> Result<AdminF
         return Err(AppError::conflict("already_started", "a flash sale can only be changed before it starts"));
     }
     let mut errors = Vec::new();
-    let starts_at = input.starts_at.as_deref().map_or(sale.starts_at, |v| time_field("starts_at", v, &mut errors));
-    let ends_at = input.ends_at.as_deref().map_or(sale.ends_at, |v| time_field("ends_at", v, &mut errors));
+    let starts_at =
+        input.starts_at.as_deref().map_or(Some(sale.starts_at), |v| time_field("starts_at", v, &mut errors));
+    let ends_at = input.ends_at.as_deref().map_or(Some(sale.ends_at), |v| time_field("ends_at", v, &mut errors));
     let fields = SaleFields {
         sku_id: sale.sku_id,
         price_fen: input.price_fen.unwrap_or(sale.price_fen),
         stock: input.stock.unwrap_or(sale.stock),
         per_user_limit: input.per_user_limit.unwrap_or(sale.per_user_limit),
-        starts_at,
-        ends_at,
+        starts_at: starts_at.unwrap_or_default(),
+        ends_at: ends_at.unwrap_or_default(),
     };
-    let Checked { fields } = check(fields, now, errors)?;
+    check(&fields, (starts_at, ends_at), now, errors)?;
     let more = fields.stock - sale.stock;
     if more > 0 && !order_store::take_stock(&mut tx, sale.sku_id, more, now).await? {
         return Err(AppError::conflict("insufficient_stock", "the SKU does not have that many units"));
@@ -200,17 +187,28 @@ pub async fn admin_get(app: &App, id: i64) -> Result<AdminFlashSale, AppError> {
 }
 
 async fn admin_view(app: &App, sale: SaleRow) -> Result<AdminFlashSale, AppError> {
+    Ok(admin_views(app, vec![sale]).await?.remove(0))
+}
+
+/// The back office's view of `sales`: one query for units sold, one for SKU details, one gate round trip.
+async fn admin_views(app: &App, sales: Vec<SaleRow>) -> Result<Vec<AdminFlashSale>, AppError> {
+    let ids: Vec<i64> = sales.iter().map(|s| s.id).collect();
     let mut conn = app.db.pool.acquire().await?;
-    let sold = store::held_units(&mut conn, sale.id).await?;
+    let sold = store::held_units_by_sale(&mut conn, &ids).await?;
     drop(conn);
-    let (ended_early_at, stock_returned_at) = (sale.ended_early_at, sale.stock_returned_at);
-    let mut views = views(app, vec![sale]).await?;
-    Ok(AdminFlashSale {
-        sale: views.remove(0),
-        sold,
-        ended_early_at: ended_early_at.map(rfc3339),
-        stock_returned_at: stock_returned_at.map(rfc3339),
-    })
+    let extra: Vec<(Option<i64>, Option<i64>)> =
+        sales.iter().map(|s| (s.ended_early_at, s.stock_returned_at)).collect();
+    Ok(views(app, sales)
+        .await?
+        .into_iter()
+        .zip(extra)
+        .map(|(sale, (ended_early_at, stock_returned_at))| AdminFlashSale {
+            sold: sold.get(&sale.id).copied().unwrap_or(0),
+            sale,
+            ended_early_at: ended_early_at.map(rfc3339),
+            stock_returned_at: stock_returned_at.map(rfc3339),
+        })
+        .collect())
 }
 
 /// Sales newest first: all (back office) or those not over (the mini-program: current and upcoming).
@@ -275,9 +273,5 @@ pub async fn admin_list(app: &App, limit: Option<i64>, cursor: Option<&str>) -> 
     let (limit, before) = id_page(limit, cursor)?;
     let rows = store::list_sales(&app.db.pool, None, before, limit).await?;
     let (rows, next_cursor) = cut_page(rows, limit, |r| vec![r.id]);
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        items.push(admin_view(app, row).await?);
-    }
-    Ok(Page { items, next_cursor })
+    Ok(Page { items: admin_views(app, rows).await?, next_cursor })
 }

@@ -1,7 +1,7 @@
 //! SQL for flash sales and their purchases.
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, QueryBuilder, Row};
 
 use crate::db::{insert_returning_id, newest_first, Dialect};
 
@@ -125,8 +125,13 @@ pub async fn list_sales(
     rows.iter().map(sale_row).collect()
 }
 
-/// Sales that may still have work: not closed before `since`, or whose leftover stock has not gone back yet.
-pub async fn working_sales(pool: &AnyPool, since: i64) -> Result<Vec<SaleRow>, sqlx::Error> {
+/// Sales closed longer ago than this have no hand-off or reconciliation work left.
+const WORK_AFTER_CLOSE_MS: i64 = 24 * 3600 * 1_000;
+
+/// Sales that may still have work at `now`: closed less than a day ago, or whose leftover stock has not gone back
+/// yet.
+pub async fn working_sales(pool: &AnyPool, now: i64) -> Result<Vec<SaleRow>, sqlx::Error> {
+    let since = now - WORK_AFTER_CLOSE_MS;
     let sql =
         format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE ends_at > ? OR stock_returned_at IS NULL ORDER BY id");
     let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
@@ -294,13 +299,30 @@ pub async fn mark_stock_returned(conn: &mut AnyConnection, id: i64, now: i64) ->
     Ok(done.rows_affected() == 1)
 }
 
-/// Units held by purchases (queued or with a live order). Summed here: MySQL's SUM is a DECIMAL the Any
-/// driver cannot read.
+/// Units held by purchases (queued or with a live order) of one sale.
 pub async fn held_units(conn: &mut AnyConnection, sale_id: i64) -> Result<i64, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT quantity FROM flash_purchase WHERE flash_sale_id = ? AND status IN ('queued', 'created')")
-            .bind(sale_id)
-            .fetch_all(conn)
-            .await?;
-    rows.iter().map(|r| r.try_get::<i64, _>("quantity")).sum()
+    Ok(held_units_by_sale(conn, &[sale_id]).await?.get(&sale_id).copied().unwrap_or(0))
+}
+
+/// Units held by purchases (queued or with a live order), per sale, in one query. Summed here: MySQL's SUM is a
+/// DECIMAL the Any driver cannot read.
+pub async fn held_units_by_sale(
+    conn: &mut AnyConnection,
+    sale_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
+    let mut held = std::collections::HashMap::new();
+    if sale_ids.is_empty() {
+        return Ok(held);
+    }
+    let mut sql =
+        QueryBuilder::<Any>::new("SELECT flash_sale_id, quantity FROM flash_purchase WHERE flash_sale_id IN (");
+    let mut ids = sql.separated(", ");
+    for id in sale_ids {
+        ids.push_bind(*id);
+    }
+    sql.push(") AND status IN ('queued', 'created')");
+    for row in sql.build().fetch_all(conn).await? {
+        *held.entry(row.try_get::<i64, _>("flash_sale_id")?).or_insert(0) += row.try_get::<i64, _>("quantity")?;
+    }
+    Ok(held)
 }
