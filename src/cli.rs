@@ -87,7 +87,13 @@ pub fn main() -> ExitCode {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
-    telemetry::init_tracing(&config);
+    let telemetry = match telemetry::init_tracing(&config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("wxshop: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -96,6 +102,9 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config));
+    // Background tasks stop with the runtime; then the spans still buffered are sent.
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -127,7 +136,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let app = Application::build(config).await?;
-            tracing::info!(address = %app.local_addr(), "listening on http://{}", app.local_addr());
+            tracing::info!(
+                address = %app.local_addr(),
+                ops_address = %app.ops_addr(),
+                "listening on http://{} (metrics and profiling on http://{})",
+                app.local_addr(),
+                app.ops_addr()
+            );
             app.run_until_stopped().await
         }
         Command::Migrate => {

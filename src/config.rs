@@ -56,6 +56,11 @@ pub struct Config {
     pub flash_sale: FlashSaleConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
+    /// Base URL of an OpenTelemetry OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318` (`WXSHOP_OTEL_ENDPOINT`);
+    /// spans go to `<url>/v1/traces` as protobuf. Unset: no export (log lines still carry trace ids).
+    pub otel_endpoint: Option<String>,
+    /// Share of new traces exported (0.0 to 1.0); a request whose `traceparent` says "sampled" always is.
+    pub otel_sample_ratio: f64,
 }
 
 /// Orders: payment deadline, the timeout sweep, the order cache, idempotency keys.
@@ -280,6 +285,8 @@ impl Default for Config {
             },
 
             log: LogConfig { filter: "info".into(), format: None },
+            otel_endpoint: None,
+            otel_sample_ratio: 1.0,
         }
     }
 }
@@ -321,6 +328,17 @@ impl Config {
 
     /// Checks what serde cannot: URL schemes, ranges, production-mode rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otel_endpoint {
+            let url = url::Url::parse(endpoint).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+            if url.is_none() {
+                return Err(ConfigError(
+                    "invalid config key `otel_endpoint`: expected an http:// or https:// URL".into(),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.otel_sample_ratio) {
+            return Err(ConfigError("invalid config key `otel_sample_ratio`: expected 0.0 to 1.0".into()));
+        }
         if let Some(url) = &self.database_url {
             db_kind(url.expose()).map_err(|m| ConfigError(format!("invalid config key `database_url`: {m}")))?;
         }
@@ -480,6 +498,12 @@ impl Config {
             Mode::Dev => LogFormat::Text,
             Mode::Production => LogFormat::Json,
         })
+    }
+
+    /// Where spans are sent: the configured base URL with `/v1/traces` appended (unless it is already there).
+    pub fn otel_traces_url(&self) -> Option<String> {
+        let base = self.otel_endpoint.as_deref()?.trim_end_matches('/');
+        Some(if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") })
     }
 
     pub fn request_timeout(&self) -> Duration {

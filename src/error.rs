@@ -72,6 +72,9 @@ pub enum AppError {
     /// 503 with a code naming what is unavailable.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// 501: this build or start-up cannot do it (e.g. heap profiling without jemalloc).
+    #[error("{message}")]
+    NotImplemented { code: &'static str, message: String },
     /// 500 `internal_error`; the cause is logged, not returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -130,6 +133,7 @@ impl AppError {
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +149,7 @@ impl AppError {
             AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }
             | AppError::Unavailable { code, .. }
+            | AppError::NotImplemented { code, .. }
             | AppError::Unauthorized { code, .. }
             | AppError::Forbidden { code, .. }
             | AppError::TooManyRequests { code, .. } => (*code).into(),

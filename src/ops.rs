@@ -1,5 +1,5 @@
-//! The ops listener (`ops_listen`, default `127.0.0.1:9090`): Prometheus `/metrics`, `/debug/tasks` and the CPU
-//! profiler `/debug/pprof/profile`, served on their own port so they are never exposed with the public API.
+//! The ops listener (`ops_listen`, default `127.0.0.1:9090`): Prometheus `/metrics`, `/debug/tasks`, the CPU
+//! profiler `/debug/pprof/profile` and the heap profiler `/debug/pprof/heap`, served on their own port so they are never exposed with the public API.
 //!
 //! Gauges that describe the process now (database pool, tokio runtime, memory) are sampled when `/metrics` is
 //! scraped; counters and histograms are recorded where things happen.
@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(metrics))
         .routes(routes!(debug_tasks))
         .routes(routes!(cpu_profile))
+        .routes(routes!(heap_profile))
         .split_for_parts();
     router.with_state(state)
 }
@@ -148,7 +149,8 @@ pub struct ProfileQuery {
     pub format: Option<String>,
 }
 
-/// One CPU profile at a time: the profiler is process-wide (a timer signal).
+/// One profile at a time, CPU or heap: the CPU profiler is process-wide (a timer signal), and jemalloc's heap
+/// sampling must not run under it (both unwind stacks; together they can deadlock).
 static PROFILING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// CPU profile of the whole process, sampled at 99 Hz for `seconds`, as pprof protobuf or an SVG flame graph.
@@ -201,4 +203,74 @@ pub async fn cpu_profile(
     }
     let content_type = if svg { "image/svg+xml" } else { "application/octet-stream" };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HeapQuery {
+    /// How long to record allocations: 1 to 300 s, default 30.
+    pub seconds: Option<u64>,
+}
+
+/// Heap profile (jemalloc, gzipped pprof protobuf for `go tool pprof`): the memory allocated during the next
+/// `seconds` that is still held at their end, by allocation stack, sampled every 512 KiB on average. Sampling is on
+/// only for that window, so it costs nothing the rest of the time.
+#[utoipa::path(get, path = "/debug/pprof/heap", tag = "ops", params(HeapQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 409, body = crate::error::ErrorBody, description = "`profile_in_progress`"),
+        (status = 422, body = crate::error::ErrorBody),
+        (status = 501, body = crate::error::ErrorBody, description = "`heap_profiling_unavailable`: built without jemalloc")))]
+pub async fn heap_profile(
+    crate::http::extract::AppQuery(q): crate::http::extract::AppQuery<HeapQuery>,
+) -> Result<Response, crate::error::AppError> {
+    use crate::error::AppError;
+    let seconds = q.seconds.unwrap_or(30);
+    if !(1..=300).contains(&seconds) {
+        return Err(AppError::validation("seconds", "1 to 300"));
+    }
+    let one_at_a_time = PROFILING
+        .try_lock()
+        .map_err(|_| AppError::conflict("profile_in_progress", "another profile is being taken; try again later"))?;
+    // A task of its own: if the caller goes away, sampling is still switched off at the end of the window.
+    let body = tokio::spawn(async move {
+        let _one_at_a_time = one_at_a_time;
+        heap::profile(std::time::Duration::from_secs(seconds)).await
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("heap profiler task: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+#[cfg(feature = "jemalloc")]
+mod heap {
+    use crate::error::AppError;
+
+    pub async fn profile(window: std::time::Duration) -> Result<Vec<u8>, AppError> {
+        let Some(control) = jemalloc_pprof::PROF_CTL.as_ref() else {
+            return Err(unavailable("jemalloc was started without `prof:true` (see `malloc_conf` in main.rs)"));
+        };
+        let failed = |e: &dyn std::fmt::Display| AppError::Internal(anyhow::anyhow!("heap profiler: {e}"));
+        control.lock().await.activate().map_err(|e| failed(&e))?;
+        tokio::time::sleep(window).await;
+        let mut control = control.lock().await;
+        let dump = control.dump_pprof().map_err(|e| failed(&e));
+        control.deactivate().map_err(|e| failed(&e))?;
+        dump
+    }
+
+    pub fn unavailable(message: &str) -> AppError {
+        AppError::NotImplemented { code: "heap_profiling_unavailable", message: message.to_owned() }
+    }
+}
+
+#[cfg(not(feature = "jemalloc"))]
+mod heap {
+    use crate::error::AppError;
+
+    pub async fn profile(_window: std::time::Duration) -> Result<Vec<u8>, AppError> {
+        Err(AppError::NotImplemented {
+            code: "heap_profiling_unavailable",
+            message: "this build has no jemalloc (cargo feature `jemalloc`)".into(),
+        })
+    }
 }

@@ -1,26 +1,108 @@
-//! Logs (text in dev, JSON in production) and the Prometheus recorder.
+//! Logs (text in dev, JSON in production), traces (OpenTelemetry, exported over OTLP/HTTP when configured) and the
+//! Prometheus recorder.
+//!
+//! Every request runs in one `request` span (see `http::request_span`) that honours an incoming W3C `traceparent`
+//! and carries `trace_id`, `span_id`, `request_id` and, once known, `user_id`: each log line written inside it has
+//! them as top-level JSON keys. Outgoing WeChat calls send `traceparent` (`inject_traceparent`).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides `log.filter`.
-pub fn init_tracing(config: &Config) {
+/// Keeps the span exporter alive; `shutdown` flushes the spans not yet sent. Call it after the async runtime has
+/// stopped: the exporter's thread makes blocking HTTP calls.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
+            eprintln!("wxshop: flushing spans failed: {error}");
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: the filter (`RUST_LOG` overrides `log.filter`), the log format and the
+/// OpenTelemetry layer. Without `otel_endpoint` the layer still gives spans their ids (so log lines can be matched
+/// with an upstream trace) but samples nothing and exports nothing.
+pub fn init_tracing(config: &Config) -> anyhow::Result<Telemetry> {
+    let provider = tracer_provider(config)?;
+    let tracer = provider.tracer("wxshop");
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false).with_tracked_inactivity(false);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match config.log_format() {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(
+                json_subscriber::layer()
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .flatten_event(true)
+                    .flatten_span_list_on_top_level(true),
+            )
             .try_init(),
         LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
     // Already installed (several apps in one test process): keep the first.
     let _ = result;
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(config: &Config) -> anyhow::Result<SdkTracerProvider> {
+    let resource = Resource::builder()
+        .with_service_name("wxshop")
+        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(url) = config.otel_traces_url() else {
+        return Ok(builder.with_sampler(Sampler::AlwaysOff).build());
+    };
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url.clone())
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| anyhow::anyhow!("OpenTelemetry exporter for {url}: {e}"))?;
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.otel_sample_ratio)));
+    Ok(builder.with_batch_exporter(exporter).with_sampler(sampler).build())
+}
+
+/// Makes `span` a child of the caller's trace when the request carries a valid `traceparent`, then records the
+/// span's own `trace_id` and `span_id` as fields (declared `Empty` by the caller) for the log lines inside it.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let context = span.context();
+    let ids = context.span().span_context().clone();
+    if ids.is_valid() {
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
+    }
+}
+
+/// Adds `traceparent` (and `tracestate`) for `span` to an outgoing request's headers.
+pub fn inject_traceparent(span: &tracing::Span, headers: &mut reqwest::header::HeaderMap) {
+    let context = span.context();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+    }
 }
 
 /// The process-wide Prometheus recorder. The `metrics` facade is global by design, so the recorder is installed

@@ -63,16 +63,20 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
+/// The route template, never the raw path (ids in paths would explode label sets and span names).
+pub fn route_label(req: &Request) -> &str {
+    match req.extensions().get::<MatchedPath>() {
+        Some(path) => path.as_str(),
+        // The simulator is nested as a service: no route template, one label for all of it.
+        None if req.uri().path().starts_with(crate::simulator::MOUNT_PATH) => crate::simulator::MOUNT_PATH,
+        None => "unmatched",
+    }
+}
+
 /// Counts requests by method, route template and status, and records their latency.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    // The route template, never the raw path: ids in paths would explode the label set.
-    let route = match req.extensions().get::<MatchedPath>() {
-        Some(path) => path.as_str().to_owned(),
-        // The simulator is nested as a service: no route template, one label for all of it.
-        None if req.uri().path().starts_with(crate::simulator::MOUNT_PATH) => crate::simulator::MOUNT_PATH.to_owned(),
-        None => "unmatched".to_owned(),
-    };
+    let route = route_label(&req).to_owned();
     let method = req.method().as_str().to_owned();
     crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let response = next.run(req).await;

@@ -15,7 +15,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -106,21 +106,42 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
         .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(record_response))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-/// One span per request, carrying what every log line inside it should say.
+/// One span per request, carrying what every log line inside it should say. Its OpenTelemetry name is
+/// `METHOD /route/{template}`; a valid incoming `traceparent` makes it part of the caller's trace.
 fn request_span(req: &Request) -> tracing::Span {
     let request_id =
         req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("unmatched");
-    tracing::info_span!("request", method = %req.method(), route, request_id, user_id = tracing::field::Empty)
+    let route = middleware::route_label(req);
+    let method = req.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        method,
+        route,
+        request_id,
+        user_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, req.headers());
+    span
+}
+
+/// Records the status on the request span (a 5xx marks the span as an error) and logs the request's end.
+fn record_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", i64::from(status));
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    tracing::info!(status, latency_ms = latency.as_secs_f64() * 1000.0, "finished processing request");
 }
 
 fn cors_layer(config: &Config) -> Option<CorsLayer> {

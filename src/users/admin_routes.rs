@@ -40,7 +40,7 @@ pub async fn ban_user(
 ) -> Result<Json<UserStatus>, AppError> {
     admin.require(Role::Admin)?;
     service::ban(&state, id).await?;
-    tracing::warn!(admin_id = admin.id, user_id = id, "user banned");
+    tracing::warn!("user banned"); // the span names the admin and the user
     Ok(Json(UserStatus { id, status: "banned" }))
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::config::Secret;
 use crate::error::AppError;
@@ -271,7 +272,18 @@ impl WechatClient {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let outcome = self.send(build()).await;
+            // A client span per attempt; WeChat (or the simulator) gets its `traceparent`.
+            let span = tracing::info_span!(
+                "wechat",
+                otel.name = api,
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                api,
+                outcome = tracing::field::Empty,
+            );
+            let mut headers = reqwest::header::HeaderMap::new();
+            crate::telemetry::inject_traceparent(&span, &mut headers);
+            let outcome = self.send(build().headers(headers)).instrument(span.clone()).await;
             let label = match &outcome {
                 Ok(_) => "ok",
                 Err(WechatError::CodeInvalid) => "code_invalid",
@@ -279,6 +291,10 @@ impl WechatClient {
                 Err(WechatError::Unavailable(_)) => "unavailable",
                 Err(WechatError::Misconfigured(_)) => "misconfigured",
             };
+            span.record("outcome", label);
+            if outcome.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
             metrics::counter!("wechat_requests_total", "api" => api, "outcome" => label).increment(1);
             metrics::histogram!("wechat_request_duration_seconds", "api" => api)
                 .record(started.elapsed().as_secs_f64());

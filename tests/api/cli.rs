@@ -157,13 +157,13 @@ fn slow_statements_are_logged_at_warn_with_their_sql() {
             .unwrap()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with("slow statement")))
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with("slow statement")))
             .collect()
     };
     let everything_is_slow = slow_lines("0");
     let insert = everything_is_slow
         .iter()
-        .find(|e| e["fields"]["summary"].as_str().is_some_and(|s| s.contains("INSERT INTO product")))
+        .find(|e| e["summary"].as_str().is_some_and(|s| s.contains("INSERT INTO product")))
         .expect("the product INSERT is logged as slow");
     assert_eq!(insert["level"], "WARN");
     assert_eq!(insert["target"], "sqlx::query");

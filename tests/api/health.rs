@@ -1,6 +1,8 @@
 //! Liveness, readiness and metrics.
 
-use crate::helpers::{backends, closed_port_address, spawn_app, spawn_app_with, stalling_server, Backend};
+use crate::helpers::{
+    backends, closed_port_address, spawn_app, spawn_app_with, stalling_server, Backend, BinaryServer,
+};
 use wxshop::config::DsnUrl;
 
 #[tokio::test]
@@ -158,4 +160,57 @@ async fn cpu_profiles_come_as_pprof_protobuf_or_a_flame_graph() {
         assert_eq!(response.status(), 422, "{bad}");
     }
     assert_eq!(app.get("/debug/pprof/profile?seconds=1").await.status(), 404, "not on the public port");
+
+    // This test process does not start jemalloc with `prof:true` (only the binary does).
+    let heap = app.client.get(format!("{ops}/debug/pprof/heap?seconds=1")).send().await.unwrap();
+    assert_eq!(heap.status(), 501);
+    assert_eq!(heap.json::<serde_json::Value>().await.unwrap()["code"], "heap_profiling_unavailable");
+}
+
+/// The real binary's heap profile: gzipped pprof with symbolized stacks, one profile (CPU or heap) at a time.
+#[tokio::test]
+async fn heap_profiles_come_from_jemalloc_as_gzipped_pprof() {
+    use pprof::protos::Message;
+    use std::io::Read;
+    // Sample every allocation (the default is one per 512 KiB) so that a short, light window has samples.
+    let mut server = BinaryServer::start(&[("MALLOC_CONF", "lg_prof_sample:0")]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ops = server.ops.clone();
+    let busy = {
+        let client = client.clone();
+        let url = format!("{}/api/v1/products?limit=50", server.base);
+        tokio::spawn(async move {
+            loop {
+                let _ = client.get(&url).send().await;
+            }
+        })
+    };
+    let heap = client.get(format!("{ops}/debug/pprof/heap?seconds=2")).send();
+    let (heap, cpu) = tokio::join!(heap, async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        client.get(format!("{ops}/debug/pprof/profile?seconds=1")).send().await.unwrap()
+    });
+    busy.abort();
+    assert_eq!(cpu.status(), 409, "no CPU profile while heap sampling is on");
+    let heap = heap.unwrap();
+    assert_eq!(heap.status(), 200);
+    let gzipped = heap.bytes().await.unwrap();
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut bytes).expect("gzip");
+    let profile = pprof::protos::Profile::parse_from_bytes(&bytes).expect("a pprof protobuf");
+    let sample_types: Vec<&str> =
+        profile.sample_type.iter().map(|t| profile.string_table[t.ty as usize].as_str()).collect();
+    assert!(sample_types.contains(&"inuse_space"), "{sample_types:?}");
+    assert!(!profile.sample.is_empty(), "allocations made while serving requests were sampled");
+    assert!(
+        profile.string_table.iter().any(|s| s.starts_with("wxshop::")),
+        "stacks are symbolized down to wxshop's own functions"
+    );
+    for bad in ["seconds=0", "seconds=301"] {
+        let response = client.get(format!("{ops}/debug/pprof/heap?{bad}")).send().await.unwrap();
+        assert_eq!(response.status(), 422, "{bad}");
+    }
+    let public = client.get(format!("{}/debug/pprof/heap?seconds=1", server.base)).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public port");
+    server.stop().await;
 }

@@ -399,3 +399,86 @@ impl TestApp {
         (status, headers, body)
     }
 }
+
+/// The real `wxshop serve` process on the embedded backend with JSON logs, its log lines collected as they come.
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    /// `http://address` of the public and the ops listener.
+    pub base: String,
+    pub ops: String,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl BinaryServer {
+    /// Starts the binary with `env` on top of a clean environment; waits for its "listening" line.
+    pub fn start(env: &[(&str, &str)]) -> BinaryServer {
+        use std::io::BufRead;
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wxshop"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WXSHOP_LOG__FORMAT", "json")
+            .env("WXSHOP_LISTEN", "127.0.0.1:0")
+            .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
+            .env("WXSHOP_DATA_DIR", data_dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let (addresses_tx, addresses_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let lines = lines.clone();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let entry: Value = serde_json::from_str(&line).expect("every log line is JSON");
+                    if let (Some(public), Some(ops)) = (entry["address"].as_str(), entry["ops_address"].as_str()) {
+                        let _ = addresses_tx.send((public.to_owned(), ops.to_owned()));
+                    }
+                    lines.lock().unwrap().push(entry);
+                }
+            })
+        };
+        let (public, ops) = addresses_rx.recv_timeout(Duration::from_secs(30)).expect("the binary starts");
+        BinaryServer {
+            child,
+            base: format!("http://{public}"),
+            ops: format!("http://{ops}"),
+            lines,
+            reader: Some(reader),
+            _data_dir: data_dir,
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit and for the last log line.
+    pub async fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not stop within 15 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

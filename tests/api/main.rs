@@ -15,6 +15,7 @@ mod secrets;
 mod sessions;
 mod shopping;
 mod shutdown;
+mod telemetry;
 mod tokens;
 
 mod helpers;

@@ -42,9 +42,8 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
             let stdout = child.stdout.take().unwrap();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(address) = serde_json::from_str::<Value>(&line)
-                        .ok()
-                        .and_then(|e| e["fields"]["address"].as_str().map(str::to_owned))
+                    if let Some(address) =
+                        serde_json::from_str::<Value>(&line).ok().and_then(|e| e["address"].as_str().map(str::to_owned))
                     {
                         let _ = address_tx.send(address);
                     }
@@ -110,7 +109,7 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
         }
         let logged = lines.lock().unwrap().join("\n");
         assert!(logged.lines().count() > 50, "the capture works: {} lines", logged.lines().count());
-        assert!(logged.contains("code_to_session"), "the WeChat exchange itself was traced");
+        assert!(logged.contains("jscode2session"), "the WeChat exchange itself was traced");
         assert!(!logged.contains(wxshop::simulator::SIM_APP_SECRET), "a log line carries the WeChat app secret");
         assert!(!logged.contains(&session_key), "a log line carries the session key");
         assert!(!logged.contains(&token), "a log line carries an access token");

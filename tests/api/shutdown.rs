@@ -81,7 +81,7 @@ fn sigterm_stops_the_binary_cleanly() {
     let address = loop {
         let line = lines.next().expect("the server logs its address").unwrap();
         let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if let Some(address) = entry["fields"]["address"].as_str() {
+        if let Some(address) = entry["address"].as_str() {
             break address.to_owned();
         }
     };
