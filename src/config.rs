@@ -711,4 +711,26 @@ mod tests {
         assert!(Config::default().validate().is_ok(), "dev defaults are valid");
         assert!(!format!("{:?}", production().auth).contains("production-secret"));
     }
+
+    #[test]
+    fn otel_endpoint_must_be_http_and_gets_the_traces_path() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.otel_traces_url(), None);
+        for (endpoint, url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("https://collector.internal/", "https://collector.internal/v1/traces"),
+            ("http://c:4318/v1/traces", "http://c:4318/v1/traces"),
+        ] {
+            cfg.otel_endpoint = Some(endpoint.into());
+            assert!(cfg.validate().is_ok(), "{endpoint}");
+            assert_eq!(cfg.otel_traces_url().as_deref(), Some(url));
+        }
+        for bad in ["grpc://c:4317", "127.0.0.1:4318", ""] {
+            cfg.otel_endpoint = Some(bad.into());
+            assert!(cfg.validate().unwrap_err().to_string().contains("otel_endpoint"), "{bad}");
+        }
+        cfg.otel_endpoint = None;
+        cfg.otel_sample_ratio = 1.5;
+        assert!(cfg.validate().unwrap_err().to_string().contains("otel_sample_ratio"));
+    }
 }
