@@ -171,3 +171,31 @@ async fn logout_is_seen_by_every_instance() {
     assert_eq!(refresh(&b, &user.refresh_token).await.0, 200);
     assert_eq!(refresh(&a, &user.refresh_token).await.0, 200, "within grace, A returns B's successor");
 }
+
+/// Scale-out: an instance answers revocation checks from its in-process mirror of the Redis deny-list once it has
+/// loaded it, including entries written before it started, and follows new ones as they are announced.
+#[tokio::test]
+async fn the_deny_list_mirror_loads_earlier_entries_and_follows_new_ones() {
+    let Some(backend) = scale_out_backend() else { return };
+    let a = spawn_app(&backend).await;
+    let early = a.login("mirror-early").await;
+    a.call(reqwest::Method::POST, "/api/v1/auth/logout", None, Some(&early.access_token)).await;
+    let b = a.spawn_peer().await;
+    let current =
+        eventually(Duration::from_secs(3), || async { b.state.revocations.mirror_current() == Some(true) }).await;
+    assert!(current, "the mirror loads and subscribes");
+    let tasks: serde_json::Value =
+        b.client.get(format!("{}/debug/tasks", b.ops_address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tasks["deny_list"], "mirror", "{tasks}");
+    let (status, body) = b.get_auth("/api/v1/me", &early.access_token).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("token_revoked")), "loaded from Redis at start");
+
+    let late = b.login("mirror-late").await;
+    assert_eq!(b.get_auth("/api/v1/me", &late.access_token).await.0, 200);
+    a.call(reqwest::Method::POST, "/api/v1/auth/logout", None, Some(&late.access_token)).await;
+    let refused =
+        eventually(Duration::from_secs(1), || async { b.get_auth("/api/v1/me", &late.access_token).await.0 == 401 })
+            .await;
+    assert!(refused, "the announcement reached B's mirror");
+    assert_eq!(b.state.revocations.mirror_current(), Some(true), "answered by the mirror, not by a fallback");
+}
