@@ -15,7 +15,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -35,15 +35,21 @@ impl Telemetry {
     }
 }
 
-/// Installs the global tracing subscriber: the filter (`RUST_LOG` overrides `log.filter`), the log format and the
-/// OpenTelemetry layer. Without `otel_endpoint` the layer still gives spans their ids (so log lines can be matched
-/// with an upstream trace) but samples nothing and exports nothing.
+/// Installs the global tracing subscriber: the log layer, filtered by `log.filter` (`RUST_LOG` overrides it), and
+/// the OpenTelemetry layer. With `otel_endpoint` set, spans at INFO and above are exported whatever the log filter
+/// says; without it, the layer follows the log filter and only gives spans their ids (so log lines can be matched
+/// with an upstream trace), sampling and exporting nothing. With neither wanting a span it is not even created.
 pub fn init_tracing(config: &Config) -> anyhow::Result<Telemetry> {
     let provider = tracer_provider(config)?;
     let tracer = provider.tracer("wxshop");
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false).with_tracked_inactivity(false);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let log_filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let otel_filter = if config.otel_endpoint.is_some() { EnvFilter::new("info") } else { log_filter() };
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(otel_filter);
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match config.log_format() {
         LogFormat::Json => registry
             .with(
@@ -51,10 +57,11 @@ pub fn init_tracing(config: &Config) -> anyhow::Result<Telemetry> {
                     .with_current_span(false)
                     .with_span_list(false)
                     .flatten_event(true)
-                    .flatten_span_list_on_top_level(true),
+                    .flatten_span_list_on_top_level(true)
+                    .with_filter(log_filter()),
             )
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_filter(log_filter())).try_init(),
     };
     // Already installed (several apps in one test process): keep the first.
     let _ = result;
@@ -85,6 +92,9 @@ fn tracer_provider(config: &Config) -> anyhow::Result<SdkTracerProvider> {
 /// Makes `span` a child of the caller's trace when the request carries a valid `traceparent`, then records the
 /// span's own `trace_id` and `span_id` as fields (declared `Empty` by the caller) for the log lines inside it.
 pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    if span.is_disabled() {
+        return; // filtered out (e.g. `log.filter = "error"`): no span, nothing to continue
+    }
     let parent = TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
@@ -119,6 +129,16 @@ pub fn prometheus() -> PrometheusHandle {
                 .expect("static bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
+            // Histogram samples pile up in the recorder until they are folded into the buckets; without this, a
+            // process nobody scrapes grows by every request's latency sample.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "cannot start the metrics upkeep thread; histograms are folded at each scrape");
+            }
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
