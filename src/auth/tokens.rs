@@ -34,6 +34,8 @@ pub struct TokenKeys {
     issuer: String,
     access_ttl_secs: u64,
     leeway_secs: u64,
+    /// The validation rules per audience, built once: building them allocates several sets, on every request.
+    validations: Vec<(&'static str, Validation)>,
 }
 
 /// An issued access token.
@@ -48,12 +50,17 @@ impl TokenKeys {
         let current = config.jwt_secret.expose().as_bytes();
         let mut decoding = vec![DecodingKey::from_secret(current)];
         decoding.extend(config.jwt_previous_keys.iter().map(|k| DecodingKey::from_secret(k.expose().as_bytes())));
+        let validations = [crate::auth::USER_AUDIENCE, crate::auth::ADMIN_AUDIENCE]
+            .into_iter()
+            .map(|audience| (audience, validation(&config.issuer, audience, config.leeway_secs)))
+            .collect();
         TokenKeys {
             encoding: EncodingKey::from_secret(current),
             decoding,
             issuer: config.issuer.clone(),
             access_ttl_secs: config.access_ttl_secs,
             leeway_secs: config.leeway_secs,
+            validations,
         }
     }
 
@@ -84,14 +91,17 @@ impl TokenKeys {
     /// Verifies signature (HS256 only, current then previous keys), `exp` and `iat` with leeway, `iss`, `aud` and
     /// `typ`. Expired tokens are `token_expired`; anything else wrong is `token_invalid`.
     pub fn verify(&self, token: &str, audience: &str, now_secs: u64) -> Result<Claims, AppError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = self.leeway_secs;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let built;
+        let validation = match self.validations.iter().find(|(a, _)| *a == audience) {
+            Some((_, validation)) => validation,
+            None => {
+                built = validation(&self.issuer, audience, self.leeway_secs);
+                &built
+            }
+        };
         let mut last = invalid("signature does not verify");
         for key in &self.decoding {
-            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+            match jsonwebtoken::decode::<Claims>(token, key, validation) {
                 Ok(data) => {
                     let claims = data.claims;
                     if claims.typ != ACCESS_TYPE {
@@ -116,6 +126,16 @@ impl TokenKeys {
         }
         Err(last)
     }
+}
+
+/// HS256 only; `exp` with leeway, `iss`, `aud` and `sub` required.
+fn validation(issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = leeway_secs;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation
 }
 
 fn invalid(why: &str) -> AppError {
