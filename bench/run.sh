@@ -47,9 +47,10 @@ fi
 bash "$SHARED/peers/gin-seed/build.sh" >/dev/null
 /tmp/gin-seed/bin/mint -out "$OUT/pairs-gin.txt" >/dev/null
 
-echo "== wxshop: release build, seed-demo --users 10000 --orders 100000, tokens"
-cargo build --release --quiet
-BIN=$ROOT/target/release/wxshop
+echo "== wxshop: release build (cargo profile profiling), seed-demo --users 10000 --orders 100000, tokens"
+# The `profiling` profile: the release build plus line tables, so that the flame graph names inlined functions.
+cargo build --profile profiling --quiet
+BIN=$ROOT/target/profiling/wxshop
 mysql --protocol=socket -uroot -e "DROP DATABASE IF EXISTS wxshop_bench; CREATE DATABASE wxshop_bench;
   GRANT ALL ON wxshop_bench.* TO 'bench'@'127.0.0.1'; GRANT ALL ON wxshop_bench.* TO 'bench'@'localhost'"
 redis-cli -n 1 flushdb >/dev/null
