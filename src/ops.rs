@@ -161,6 +161,22 @@ pub struct ProfileQuery {
 /// sampling must not run under it (both unwind stacks; together they can deadlock).
 static PROFILING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The profile's length: `seconds`, or `default`, within 1..=`max`.
+fn profile_seconds(seconds: Option<u64>, default: u64, max: u64) -> Result<u64, crate::error::AppError> {
+    let seconds = seconds.unwrap_or(default);
+    if !(1..=max).contains(&seconds) {
+        return Err(crate::error::AppError::validation("seconds", format!("1 to {max}")));
+    }
+    Ok(seconds)
+}
+
+/// The profiling slot, or 409 `profile_in_progress` while another profile (CPU or heap) runs.
+fn profiling_slot() -> Result<tokio::sync::MutexGuard<'static, ()>, crate::error::AppError> {
+    PROFILING.try_lock().map_err(|_| {
+        crate::error::AppError::conflict("profile_in_progress", "another profile is being taken; try again later")
+    })
+}
+
 /// CPU profile of the whole process, sampled at 99 Hz for `seconds`, as pprof protobuf or an SVG flame graph.
 #[utoipa::path(get, path = "/debug/pprof/profile", tag = "ops", params(ProfileQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
@@ -170,18 +186,13 @@ pub async fn cpu_profile(
     crate::http::extract::AppQuery(q): crate::http::extract::AppQuery<ProfileQuery>,
 ) -> Result<Response, crate::error::AppError> {
     use crate::error::AppError;
-    let seconds = q.seconds.unwrap_or(10);
-    if !(1..=60).contains(&seconds) {
-        return Err(AppError::validation("seconds", "1 to 60"));
-    }
+    let seconds = profile_seconds(q.seconds, 10, 60)?;
     let svg = match q.format.as_deref() {
         None | Some("pprof") => false,
         Some("svg") => true,
         Some(_) => return Err(AppError::validation("format", "`pprof` or `svg`")),
     };
-    let _one_at_a_time = PROFILING
-        .try_lock()
-        .map_err(|_| AppError::conflict("profile_in_progress", "another profile is being taken; try again later"))?;
+    let _one_at_a_time = profiling_slot()?;
     // The profiler guard is not Send: sample and build the report on a blocking thread.
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let guard = pprof::ProfilerGuardBuilder::default()
@@ -232,13 +243,8 @@ pub async fn heap_profile(
     crate::http::extract::AppQuery(q): crate::http::extract::AppQuery<HeapQuery>,
 ) -> Result<Response, crate::error::AppError> {
     use crate::error::AppError;
-    let seconds = q.seconds.unwrap_or(30);
-    if !(1..=300).contains(&seconds) {
-        return Err(AppError::validation("seconds", "1 to 300"));
-    }
-    let one_at_a_time = PROFILING
-        .try_lock()
-        .map_err(|_| AppError::conflict("profile_in_progress", "another profile is being taken; try again later"))?;
+    let seconds = profile_seconds(q.seconds, 30, 300)?;
+    let one_at_a_time = profiling_slot()?;
     // A task of its own: if the caller goes away, sampling is still switched off at the end of the window.
     let body = tokio::spawn(async move {
         let _one_at_a_time = one_at_a_time;
@@ -249,13 +255,19 @@ pub async fn heap_profile(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
+/// 501 `heap_profiling_unavailable`, saying why.
+fn heap_unavailable(why: &str) -> crate::error::AppError {
+    crate::error::AppError::NotImplemented { code: "heap_profiling_unavailable", message: why.to_owned() }
+}
+
 #[cfg(feature = "jemalloc")]
 mod heap {
+    use super::heap_unavailable;
     use crate::error::AppError;
 
     pub async fn profile(window: std::time::Duration) -> Result<Vec<u8>, AppError> {
         let Some(control) = jemalloc_pprof::PROF_CTL.as_ref() else {
-            return Err(unavailable("jemalloc was started without `prof:true` (see `malloc_conf` in main.rs)"));
+            return Err(heap_unavailable("jemalloc was started without `prof:true` (see `malloc_conf` in main.rs)"));
         };
         let failed = |e: &dyn std::fmt::Display| AppError::Internal(anyhow::anyhow!("heap profiler: {e}"));
         control.lock().await.activate().map_err(|e| failed(&e))?;
@@ -265,20 +277,14 @@ mod heap {
         control.deactivate().map_err(|e| failed(&e))?;
         dump
     }
-
-    pub fn unavailable(message: &str) -> AppError {
-        AppError::NotImplemented { code: "heap_profiling_unavailable", message: message.to_owned() }
-    }
 }
 
 #[cfg(not(feature = "jemalloc"))]
 mod heap {
+    use super::heap_unavailable;
     use crate::error::AppError;
 
     pub async fn profile(_window: std::time::Duration) -> Result<Vec<u8>, AppError> {
-        Err(AppError::NotImplemented {
-            code: "heap_profiling_unavailable",
-            message: "this build has no jemalloc (cargo feature `jemalloc`)".into(),
-        })
+        Err(heap_unavailable("this build has no jemalloc (cargo feature `jemalloc`)"))
     }
 }
