@@ -406,7 +406,8 @@ pub struct BinaryServer {
     /// `http://address` of the public and the ops listener.
     pub base: String,
     pub ops: String,
-    pub lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Its log lines as written (each one checked to be JSON).
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     _data_dir: tempfile::TempDir,
 }
@@ -430,7 +431,7 @@ impl BinaryServer {
             command.env(key, value);
         }
         let mut child = command.spawn().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let (addresses_tx, addresses_rx) = std::sync::mpsc::channel();
         let reader = {
             let lines = lines.clone();
@@ -441,7 +442,7 @@ impl BinaryServer {
                     if let (Some(public), Some(ops)) = (entry["address"].as_str(), entry["ops_address"].as_str()) {
                         let _ = addresses_tx.send((public.to_owned(), ops.to_owned()));
                     }
-                    lines.lock().unwrap().push(entry);
+                    lines.lock().unwrap().push(line);
                 }
             })
         };
@@ -456,18 +457,23 @@ impl BinaryServer {
         }
     }
 
-    /// SIGTERM, then waits for a clean exit and for the last log line.
+    /// The log lines so far, parsed.
+    pub fn log_entries(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// SIGTERM, then waits (at most 10 s) for a clean exit and for the last log line.
     pub async fn stop(&mut self) {
         let pid = self.child.id().to_string();
         let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "exit status {status:?}");
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "did not stop within 15 s of SIGTERM");
+            assert!(std::time::Instant::now() < deadline, "did not stop within 10 s of SIGTERM");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if let Some(reader) = self.reader.take() {

@@ -1,15 +1,10 @@
 //! The WeChat `session_key` never leaves the server: not in any response, not in any log line (the real binary,
 //! logging everything at TRACE), not in the clear in the database.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use wxshop::crypto::SecretBox;
 
-use crate::helpers::{backends, spawn_app};
+use crate::helpers::{backends, spawn_app, BinaryServer};
 
 #[tokio::test]
 async fn the_session_key_appears_in_no_response_and_no_log_line() {
@@ -17,42 +12,17 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
         // The test app creates (and later drops) the database and Redis prefix; the binary shares them.
         let app = spawn_app(&backend).await;
         let config = &app.config;
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wxshop"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "trace")
-            .env("WXSHOP_LOG__FORMAT", "json")
-            .env("WXSHOP_LISTEN", "127.0.0.1:0")
-            .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
-            .env("WXSHOP_DATA_DIR", data_dir.path())
-            .env("WXSHOP_DATABASE_URL", config.database_url())
-            .env("WXSHOP_REDIS_PREFIX", &config.redis_prefix)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        let database_url = config.database_url();
+        let mut env = vec![
+            ("RUST_LOG", "trace"),
+            ("WXSHOP_DATABASE_URL", database_url.as_str()),
+            ("WXSHOP_REDIS_PREFIX", config.redis_prefix.as_str()),
+        ];
         if let Some(redis) = &config.redis_url {
-            command.env("WXSHOP_REDIS_URL", redis.expose());
+            env.push(("WXSHOP_REDIS_URL", redis.expose()));
         }
-        let mut child = command.spawn().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        let reader = {
-            let lines = lines.clone();
-            let stdout = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(address) =
-                        serde_json::from_str::<Value>(&line).ok().and_then(|e| e["address"].as_str().map(str::to_owned))
-                    {
-                        let _ = address_tx.send(address);
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            })
-        };
-        let address = address_rx.recv_timeout(Duration::from_secs(30)).expect("the binary starts");
-        let base = format!("http://{address}");
+        let mut server = BinaryServer::start(&env);
+        let base = server.base.clone();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let call = |method: reqwest::Method, path: &str, body: Option<Value>, token: Option<String>| {
             let mut request = client.request(method, format!("{base}{path}"));
@@ -86,13 +56,7 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
             let (_, headers, body) = call(method, path, body, Some(token.clone())).await;
             responses.push(format!("{headers}{body}"));
         }
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        reader.join().unwrap();
+        server.stop().await;
 
         let sealed: String = sqlx::query_scalar("SELECT session_key_enc FROM app_user WHERE id = ?")
             .bind(user_id)
@@ -107,7 +71,7 @@ async fn the_session_key_appears_in_no_response_and_no_log_line() {
             assert!(!response.contains(&session_key), "a response carries the session key: {response}");
             assert!(!response.contains("session_key"), "a response mentions session_key: {response}");
         }
-        let logged = lines.lock().unwrap().join("\n");
+        let logged = server.lines.lock().unwrap().join("\n");
         assert!(logged.lines().count() > 50, "the capture works: {} lines", logged.lines().count());
         assert!(logged.contains("jscode2session"), "the WeChat exchange itself was traced");
         assert!(!logged.contains(wxshop::simulator::SIM_APP_SECRET), "a log line carries the WeChat app secret");

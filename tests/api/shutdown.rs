@@ -1,12 +1,10 @@
 //! Graceful shutdown: in-flight requests finish, the wait is bounded, and SIGTERM stops the real binary cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wxshop::config::DsnUrl;
 
-use crate::helpers::stalling_server;
+use crate::helpers::{stalling_server, BinaryServer};
 
 /// An app whose `/readyz` takes about a second (Redis stalls until its 1 s response timeout).
 async fn app_with_slow_readyz(
@@ -62,46 +60,13 @@ async fn shutdown_wait_is_bounded() {
     assert!(took < Duration::from_millis(800), "shutdown waited {took:?} despite a 100 ms bound");
 }
 
-#[test]
-fn sigterm_stops_the_binary_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wxshop"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WXSHOP_LISTEN", "127.0.0.1:0")
-        .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
-        .env("WXSHOP_DATA_DIR", dir.path().join("data"))
-        .env("WXSHOP_LOG__FORMAT", "json")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if let Some(address) = entry["address"].as_str() {
-            break address.to_owned();
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let status = runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        client.get(format!("http://{address}/api/v1/products?limit=1")).send().await.unwrap().status()
-    });
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    let mut server = BinaryServer::start(&[]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status = client.get(format!("{}/api/v1/products?limit=1", server.base)).send().await.unwrap().status();
     assert_eq!(status, 200, "serves the seeded catalog");
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            assert!(exit.success(), "exit status {exit:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not stop within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    server.stop().await;
+    let lines = server.lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
 }

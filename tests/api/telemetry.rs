@@ -151,7 +151,7 @@ async fn spans_reach_an_otlp_receiver_and_log_lines_carry_their_ids() {
     assert!(health_span.parent_span_id.is_empty(), "a malformed traceparent starts a new trace");
 
     // Logs: the request's end is logged with its ids as top-level keys.
-    let lines = server.lines.lock().unwrap().clone();
+    let lines = server.log_entries();
     let finished = |route: &str| {
         lines
             .iter()
