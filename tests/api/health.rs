@@ -1,7 +1,7 @@
 //! Liveness, readiness and metrics.
 
 use crate::helpers::{
-    backends, closed_port_address, spawn_app, spawn_app_with, stalling_server, Backend, BinaryServer,
+    backends, closed_port_address, eventually, spawn_app, spawn_app_with, stalling_server, Backend, BinaryServer,
 };
 use wxshop::config::DsnUrl;
 
@@ -116,11 +116,21 @@ async fn metrics_and_debug_endpoints_are_on_the_ops_listener_only() {
     ] {
         assert!(text.contains(series), "{series} missing from /metrics");
     }
-    let tasks: serde_json::Value =
-        app.client.get(format!("{}/debug/tasks", app.ops_address)).send().await.unwrap().json().await.unwrap();
+    let tasks = || async {
+        let tasks: serde_json::Value =
+            app.client.get(format!("{}/debug/tasks", app.ops_address)).send().await.unwrap().json().await.unwrap();
+        tasks
+    };
+    let has_workers = |tasks: &serde_json::Value| {
+        let workers: Vec<&str> =
+            tasks["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+        workers.contains(&"orders.timeout_sweep") && workers.contains(&"flash_sale.handoff")
+    };
+    // A worker shows up once it has finished its first pass.
+    let listed = eventually(std::time::Duration::from_secs(5), || async { has_workers(&tasks().await) }).await;
+    let tasks = tasks().await;
+    assert!(listed, "{tasks}");
     assert!(tasks["runtime"]["alive_tasks"].as_u64().unwrap() > 0, "{tasks}");
-    let workers: Vec<&str> = tasks["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
-    assert!(workers.contains(&"orders.timeout_sweep") && workers.contains(&"flash_sale.handoff"), "{tasks}");
 }
 
 #[tokio::test]
