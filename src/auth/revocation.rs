@@ -78,14 +78,14 @@ impl Revocations {
     pub async fn new(redis: Option<Redis>, db: &Db) -> Revocations {
         if let Some(redis) = redis {
             let mirror = Arc::new(Mirror {
-                entries: moka::sync::Cache::builder().expire_after(UntilDeadline).build(),
+                entries: deadline_cache(),
                 loaded: AtomicBool::new(false),
                 last_heard_ms: AtomicI64::new(0),
             });
             tokio::spawn(follow(redis.clone(), Arc::downgrade(&mirror)));
             return Revocations::Redis { redis, mirror };
         }
-        let entries = moka::sync::Cache::builder().expire_after(UntilDeadline).build();
+        let entries = deadline_cache();
         let loaded = Arc::new(AtomicBool::new(false));
         if let Err(error) = load(&entries, db).await {
             tracing::error!(%error, "cannot load the deny-list yet; authenticated requests are refused until it loads");
@@ -171,13 +171,9 @@ impl Revocations {
                     load(entries, db).await?;
                     loaded.store(true, Ordering::SeqCst);
                 }
-                let now = now_ms();
-                Ok(keys.iter().any(|k| entries.get(k).is_some_and(|until| until > now)))
+                Ok(any_denied(entries, keys))
             }
-            Revocations::Redis { mirror, .. } if mirror.current() => {
-                let now = now_ms();
-                Ok(keys.iter().any(|k| mirror.entries.get(k).is_some_and(|until| until > now)))
-            }
+            Revocations::Redis { mirror, .. } if mirror.current() => Ok(any_denied(&mirror.entries, keys)),
             Revocations::Redis { redis, .. } => {
                 metrics::counter!("revocation_mirror_misses_total").increment(1);
                 let mut conn = redis.conn();
@@ -196,6 +192,17 @@ impl Revocations {
             Revocations::Redis { mirror, .. } => Some(mirror.current()),
         }
     }
+}
+
+/// An in-process deny-list: key → deadline (epoch ms); each entry expires at its deadline.
+fn deadline_cache() -> moka::sync::Cache<String, i64> {
+    moka::sync::Cache::builder().expire_after(UntilDeadline).build()
+}
+
+/// Whether an in-process copy (embedded list or scale-out mirror) denies any of `keys` now.
+fn any_denied(entries: &moka::sync::Cache<String, i64>, keys: &[String]) -> bool {
+    let now = now_ms();
+    keys.iter().any(|k| entries.get(k).is_some_and(|until| until > now))
 }
 
 fn channel(redis: &Redis) -> String {
@@ -332,7 +339,7 @@ mod tests {
     #[test]
     fn announcements_update_the_mirror_and_junk_is_ignored() {
         let mirror = Mirror {
-            entries: moka::sync::Cache::builder().expire_after(UntilDeadline).build(),
+            entries: deadline_cache(),
             loaded: AtomicBool::new(true),
             last_heard_ms: AtomicI64::new(now_ms()),
         };
