@@ -96,6 +96,11 @@ pub struct FlashSaleConfig {
     pub claim_idle_ms: u64,
     /// How often the reconciliation job runs on each instance.
     pub reconcile_interval_secs: u64,
+    /// A won purchase whose order cannot be made is tried this many times, then parked as `failed`
+    /// (reason `order_failed`) and its units go back to the sale.
+    pub max_attempts: u64,
+    /// The pause before the second attempt; it doubles with each further one (capped at 5 minutes).
+    pub retry_base_ms: u64,
 }
 
 /// Requests allowed per window on the flash-sale purchase and coupon claim endpoints, per user and per client IP
@@ -274,6 +279,8 @@ impl Default for Config {
                 worker_poll_ms: 200,
                 claim_idle_ms: 15_000,
                 reconcile_interval_secs: 30,
+                max_attempts: 5,
+                retry_base_ms: 1_000,
             },
             rate_limit: RateLimitConfig {
                 window_ms: 1_000,
@@ -389,6 +396,8 @@ impl Config {
             ("flash_sale.worker_poll_ms", flash.worker_poll_ms),
             ("flash_sale.claim_idle_ms", flash.claim_idle_ms),
             ("flash_sale.reconcile_interval_secs", flash.reconcile_interval_secs),
+            ("flash_sale.max_attempts", flash.max_attempts),
+            ("flash_sale.retry_base_ms", flash.retry_base_ms),
             ("rate_limit.window_ms", self.rate_limit.window_ms),
         ] {
             if value == 0 {

@@ -99,6 +99,45 @@ pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Vec<i64>) -
     (rows, next)
 }
 
+/// Why `value` is not acceptable human text (a name, title, address line, remark) of at most `max` characters:
+/// control characters (which also escape to six bytes each in a JSON snapshot), bidi overrides and isolates
+/// (which make text display other than it reads), or nothing visible at all (only spaces or zero-width
+/// characters). Empty text passes when `required` is false. The limits match the columns with headroom.
+pub fn human_text_problem(value: &str, max: usize, required: bool) -> Option<String> {
+    let visible = value.chars().any(|c| !c.is_whitespace() && !is_invisible(c));
+    if value.is_empty() {
+        return required.then(|| "must not be empty".to_owned());
+    }
+    if value.chars().count() > max {
+        return Some(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Some("must not contain control characters".to_owned());
+    }
+    if value.chars().any(is_bidi_control) {
+        return Some("must not contain bidirectional override characters".to_owned());
+    }
+    if !visible && (required || !value.is_empty()) {
+        return Some("must contain visible characters".to_owned());
+    }
+    None
+}
+
+/// [`human_text_problem`] as a form check: a problem goes into `errors` under `field`.
+pub fn check_human_text(field: &str, value: &str, max: usize, required: bool, errors: &mut Vec<FieldError>) {
+    if let Some(problem) = human_text_problem(value, max, required) {
+        errors.push(FieldError::new(field, problem));
+    }
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}' | '\u{3164}' | '\u{115F}' | '\u{1160}')
+}
+
 /// [`crate::db::parse_rfc3339`] for one field of a form: a failure goes into `errors` and gives `None`.
 pub fn time_field(field: &str, value: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
     match crate::db::parse_rfc3339(field, value) {
@@ -111,9 +150,25 @@ pub fn time_field(field: &str, value: &str, errors: &mut Vec<FieldError>) -> Opt
     }
 }
 
+/// The earliest time a sale or campaign may start: 2020-01-01T00:00:00Z.
+pub const EARLIEST_WINDOW_MS: i64 = 1_577_836_800_000;
+/// How far ahead a sale or campaign may end: about five years.
+pub const WINDOW_HORIZON_MS: i64 = 5 * 366 * 24 * 3_600_000;
+
 /// The window of a sale or campaign: when both times parsed, `ends_at` must follow `starts_at` and be in the
-/// future; what is wrong goes into `errors`.
+/// future, and both must be sane (from 2020 to five years ahead); what is wrong goes into `errors`.
 pub fn check_window(starts_at: Option<i64>, ends_at: Option<i64>, now: i64, errors: &mut Vec<FieldError>) {
+    let sane = EARLIEST_WINDOW_MS..=now + WINDOW_HORIZON_MS;
+    let mut insane = false;
+    for (field, time) in [("starts_at", starts_at), ("ends_at", ends_at)] {
+        if time.is_some_and(|t| !sane.contains(&t)) {
+            errors.push(FieldError::new(field, "must be between 2020-01-01 and five years from now"));
+            insane = true;
+        }
+    }
+    if insane {
+        return;
+    }
     if let (Some(starts_at), Some(ends_at)) = (starts_at, ends_at) {
         if starts_at >= ends_at {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
@@ -150,6 +205,20 @@ pub struct Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_text_refuses_controls_overrides_and_invisible_values() {
+        assert_eq!(human_text_problem("文三路 1 号", 10, true), None);
+        assert_eq!(human_text_problem("", 10, false), None);
+        assert!(human_text_problem("", 10, true).is_some());
+        assert!(human_text_problem("a\u{0}b", 10, true).unwrap().contains("control"));
+        assert!(human_text_problem("line\nbreak", 20, true).unwrap().contains("control"));
+        assert!(human_text_problem("abc\u{202E}cba", 20, true).unwrap().contains("bidirectional"));
+        assert!(human_text_problem("\u{200B}\u{200B}", 20, true).unwrap().contains("visible"));
+        assert!(human_text_problem("   ", 20, false).unwrap().contains("visible"));
+        assert_eq!(human_text_problem("a\u{200D}b", 20, true), None, "zero-width joiners inside text are fine");
+        assert!(human_text_problem("abcd", 3, true).unwrap().contains("at most 3"));
+    }
 
     #[test]
     fn money_refuses_negative() {

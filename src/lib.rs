@@ -18,6 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod flash_sale;
 pub mod http;
+pub mod jobs;
 pub mod kv;
 pub mod ops;
 pub mod orders;

@@ -88,7 +88,7 @@ pub struct Tasks {
     /// Requests being served on the public listener.
     pub http_requests_in_flight: i64,
     /// Where token revocation checks are answered: `local` (embedded), `mirror` (scale-out, the in-process copy
-    /// is current) or `redis` (scale-out, the mirror is loading or lost its subscription: one round trip each).
+    /// is current) or `database` (the copy is loading or lost its subscription: one database lookup each).
     pub deny_list: &'static str,
     /// The background workers inside this binary and when each last finished a pass.
     pub workers: Vec<WorkerView>,
@@ -121,11 +121,7 @@ pub async fn debug_tasks(State(state): State<AppState>) -> Json<Tasks> {
             global_queue_depth: runtime.global_queue_depth(),
         },
         http_requests_in_flight: IN_FLIGHT.load(Ordering::Relaxed),
-        deny_list: match state.revocations.mirror_current() {
-            None => "local",
-            Some(true) => "mirror",
-            Some(false) => "redis",
-        },
+        deny_list: state.revocations.answered().as_str(),
         workers: beats
             .iter()
             .map(|(name, (last, passes))| WorkerView { name, passes: *passes, last_pass_ms_ago: now - last })

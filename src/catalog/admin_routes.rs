@@ -10,9 +10,10 @@ use utoipa_axum::routes;
 
 use crate::auth::extract::{AdminUser, Role};
 use crate::catalog::manage::{
-    self, AdminCategory, AdminCategoryList, AdminProduct, AdminProductPage, AdminSku, ChangeStock, CreateCategory,
-    CreateProduct, CreateSku, StockAdjustmentList, StockChanged, UpdateCategory, UpdateProduct, UpdateSku,
+    self, AdminCategory, AdminCategoryList, AdminProduct, AdminProductPage, AdminSku, CreateCategory, CreateProduct,
+    CreateSku, UpdateCategory, UpdateProduct, UpdateSku,
 };
+use crate::catalog::stock::{self, ChangeStock, StockAdjustmentList, StockChanged};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::state::AppState;
@@ -181,7 +182,7 @@ pub async fn admin_change_stock(
     AppJson(body): AppJson<ChangeStock>,
 ) -> Result<Json<StockChanged>, AppError> {
     admin.require(Role::Operator)?;
-    Ok(Json(manage::change_stock(&state, &admin, id, body).await?))
+    Ok(Json(stock::change_stock(&state, &admin, id, body).await?))
 }
 
 /// A SKU's stock adjustments, newest first (the last 100).
@@ -193,5 +194,5 @@ pub async fn admin_stock_history(
     _admin: AdminUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<StockAdjustmentList>, AppError> {
-    Ok(Json(manage::stock_history(&state, id).await?))
+    Ok(Json(stock::stock_history(&state, id).await?))
 }

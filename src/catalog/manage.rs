@@ -5,14 +5,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::auth::extract::AdminUser;
+use crate::catalog::check::Check;
 use crate::catalog::service::{image_urls, product_cache_key, sku_attributes, CATEGORIES_CACHE_KEY};
-use crate::catalog::store::{
-    self, NewCategory, NewProduct, NewSku, NewStockAdjustment, ProductQuery, SetValue, SkuRow,
-};
+use crate::catalog::store::{self, NewCategory, NewProduct, NewSku, ProductQuery, SetValue, SkuRow};
 use crate::db::{now_ms, rfc3339};
 use crate::domain::{cut_page, Cursor, PageLimit};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 use crate::state::App;
 
 // ---- what the back office sees -------------------------------------------------------------------------------
@@ -75,25 +73,6 @@ pub struct AdminProductPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminCategoryList {
     pub items: Vec<AdminCategory>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StockAdjustment {
-    pub id: i64,
-    pub sku_id: i64,
-    /// Who (admin account id).
-    pub admin_user_id: i64,
-    pub delta: i64,
-    pub stock_after: i64,
-    /// Why.
-    pub reason: String,
-    /// When.
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StockAdjustmentList {
-    pub items: Vec<StockAdjustment>,
 }
 
 // ---- inputs ----------------------------------------------------------------------------------------------------
@@ -162,84 +141,6 @@ pub struct UpdateSku {
     /// `active` or `delisted`.
     pub status: Option<String>,
 }
-
-/// Exactly one of `set` (the new stock) or `delta` (added; negative removes), and why.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeStock {
-    pub set: Option<i64>,
-    pub delta: Option<i64>,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StockChanged {
-    pub sku_id: i64,
-    pub stock: i64,
-    pub adjustment: StockAdjustment,
-}
-
-// ---- validation ------------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Check(Vec<FieldError>);
-
-impl Check {
-    fn text(&mut self, field: &str, value: Option<&str>, max: usize, required: bool) {
-        match value.map(str::trim) {
-            Some(v) if v.is_empty() && required => self.fail(field, "must not be empty"),
-            Some(v) if v.chars().count() > max => self.fail(field, &format!("must be at most {max} characters")),
-            _ => {}
-        }
-    }
-
-    fn url(&mut self, field: &str, value: Option<&str>) {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            let ok = v.len() <= 512 && url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-            if !ok {
-                self.fail(field, "must be an http(s) URL of at most 512 characters");
-            }
-        }
-    }
-
-    fn one_of(&mut self, field: &str, value: Option<&str>, allowed: &[&str]) {
-        if let Some(v) = value {
-            if !allowed.contains(&v) {
-                self.fail(field, &format!("must be one of {}", allowed.join(", ")));
-            }
-        }
-    }
-
-    fn range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
-        if let Some(v) = value {
-            if v < min || v > max {
-                self.fail(field, &format!("must be between {min} and {max}"));
-            }
-        }
-    }
-
-    fn sku(&mut self, prefix: &str, title: Option<&str>, price: Option<i64>, stock: Option<i64>) {
-        self.text(&format!("{prefix}title"), title, 128, true);
-        self.range(&format!("{prefix}price_fen"), price, 0, MAX_PRICE_FEN);
-        self.range(&format!("{prefix}stock"), stock, 0, MAX_STOCK);
-    }
-
-    fn fail(&mut self, field: &str, message: &str) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    fn done(self) -> Result<(), AppError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::Validation(self.0))
-        }
-    }
-}
-
-/// 10 million yuan: far above any real price, far below overflow.
-const MAX_PRICE_FEN: i64 = 1_000_000_000;
-const MAX_STOCK: i64 = 100_000_000;
 
 // ---- categories ------------------------------------------------------------------------------------------------
 
@@ -403,6 +304,7 @@ pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProd
     }
     for (i, sku) in input.skus.iter().enumerate() {
         check.sku(&format!("skus[{i}]."), Some(&sku.title), Some(sku.price_fen), Some(sku.stock));
+        check.attributes(&format!("skus[{i}].attributes"), sku.attributes.as_ref());
     }
     if !store::category_exists(&app.db.pool, input.category_id).await? {
         check.fail("category_id", "no such category");
@@ -476,6 +378,7 @@ pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<
 pub async fn add_sku(app: &App, product_id: i64, input: CreateSku) -> Result<AdminSku, AppError> {
     let mut check = Check::default();
     check.sku("", Some(&input.title), Some(input.price_fen), Some(input.stock));
+    check.attributes("attributes", input.attributes.as_ref());
     check.done()?;
     if store::find_product_any_status(&app.db.pool, product_id).await?.is_none() {
         return Err(AppError::not_found("product"));
@@ -499,6 +402,7 @@ pub async fn add_sku(app: &App, product_id: i64, input: CreateSku) -> Result<Adm
 pub async fn update_sku(app: &App, id: i64, input: UpdateSku) -> Result<AdminSku, AppError> {
     let mut check = Check::default();
     check.sku("", input.title.as_deref(), input.price_fen, None);
+    check.attributes("attributes", input.attributes.as_ref());
     check.one_of("status", input.status.as_deref(), &["active", "delisted"]);
     check.done()?;
     let mut changes = Vec::new();
@@ -522,71 +426,4 @@ pub async fn update_sku(app: &App, id: i64, input: UpdateSku) -> Result<AdminSku
     drop(conn);
     app.cache.invalidate(&product_cache_key(row.product_id)).await;
     admin_sku(row)
-}
-
-/// Sets or adjusts a SKU's stock, recording who, when, why and by how much, atomically with the change.
-pub async fn change_stock(
-    app: &App,
-    admin: &AdminUser,
-    sku_id: i64,
-    input: ChangeStock,
-) -> Result<StockChanged, AppError> {
-    let mut check = Check::default();
-    check.text("reason", Some(&input.reason), 255, true);
-    match (input.set, input.delta) {
-        (Some(_), Some(_)) | (None, None) => check.fail("set", "give exactly one of `set` and `delta`"),
-        (Some(set), None) => check.range("set", Some(set), 0, MAX_STOCK),
-        (None, Some(delta)) => check.range("delta", Some(delta), -MAX_STOCK, MAX_STOCK),
-    }
-    check.done()?;
-    let now = now_ms();
-    let mut tx = app.db.begin_write().await?;
-    let sku = store::find_sku(&mut tx, sku_id, app.db.dialect, true).await?.ok_or(AppError::not_found("sku"))?;
-    let delta = match (input.set, input.delta) {
-        (Some(set), _) => set - sku.stock,
-        (_, Some(delta)) => delta,
-        _ => 0,
-    };
-    let Some(stock) = store::add_stock(&mut tx, sku_id, delta, now).await? else {
-        return Err(AppError::conflict("insufficient_stock", format!("sku {sku_id} has only {} in stock", sku.stock)));
-    };
-    if stock > MAX_STOCK {
-        return Err(AppError::validation("delta", format!("stock would exceed {MAX_STOCK}")));
-    }
-    let reason = input.reason.trim();
-    let adjustment = NewStockAdjustment { sku_id, admin_user_id: admin.id, delta, stock_after: stock, reason };
-    let id = store::insert_stock_adjustment(&mut tx, &adjustment, now).await?;
-    tx.commit().await?;
-    app.cache.invalidate(&product_cache_key(sku.product_id)).await;
-    tracing::info!(admin_id = admin.id, sku_id, delta, stock, "stock changed");
-    Ok(StockChanged {
-        sku_id,
-        stock,
-        adjustment: StockAdjustment {
-            id,
-            sku_id,
-            admin_user_id: admin.id,
-            delta,
-            stock_after: stock,
-            reason: reason.to_owned(),
-            created_at: rfc3339(now),
-        },
-    })
-}
-
-pub async fn stock_history(app: &App, sku_id: i64) -> Result<StockAdjustmentList, AppError> {
-    let items = store::list_stock_adjustments(&app.db.pool, sku_id, 100)
-        .await?
-        .into_iter()
-        .map(|r| StockAdjustment {
-            id: r.id,
-            sku_id,
-            admin_user_id: r.admin_user_id,
-            delta: r.delta,
-            stock_after: r.stock_after,
-            reason: r.reason,
-            created_at: rfc3339(r.created_at),
-        })
-        .collect();
-    Ok(StockAdjustmentList { items })
 }

@@ -4,9 +4,11 @@
 //! `seed` the demo catalog used by the embedded default.
 
 pub mod admin_routes;
+pub mod check;
 pub mod manage;
 pub mod model;
 pub mod routes;
 pub mod seed;
 pub mod service;
+pub mod stock;
 pub mod store;

@@ -111,14 +111,15 @@ fn coupon(row: CouponRow, now: i64) -> Coupon {
 pub async fn create_campaign(app: &App, input: CreateCampaign) -> Result<Campaign, AppError> {
     let title = input.title.trim();
     let mut fields = Vec::new();
-    if title.is_empty() || title.chars().count() > 64 {
-        fields.push(FieldError::new("title", "1 to 64 characters"));
-    }
+    crate::domain::check_human_text("title", title, 64, true, &mut fields);
     if !(1..=100_000_000).contains(&input.discount_fen) {
         fields.push(FieldError::new("discount_fen", "1 to 100000000"));
     }
     if !(0..=100_000_000).contains(&input.min_spend_fen) {
         fields.push(FieldError::new("min_spend_fen", "0 to 100000000"));
+    } else if input.discount_fen > input.min_spend_fen {
+        // An order must always cost more than its discount; a no-threshold coupon sets min_spend_fen = discount_fen.
+        fields.push(FieldError::new("discount_fen", "must not exceed min_spend_fen"));
     }
     if !(1..=10_000_000).contains(&input.total) {
         fields.push(FieldError::new("total", "1 to 10000000"));

@@ -69,13 +69,16 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     }
 }
 
-/// One pass over the queue; how many purchases it handled.
+/// One pass over the queue; how many purchases it handled. A purchase whose order cannot be made does not hold
+/// up the others: it is retried with backoff and, after `flash_sale.max_attempts`, parked ([`attempt_failed`]).
 pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
     match &app.flash_gate {
         Gate::Local(_) => {
-            let queued = store::queued(&app.db.pool, BATCH as i64).await?;
+            let queued = store::queued(&app.db.pool, now_ms(), BATCH as i64).await?;
             for purchase in &queued {
-                materialize(app, purchase).await?;
+                if let Err(error) = materialize(app, purchase).await {
+                    attempt_failed(app, purchase, &error).await;
+                }
             }
             Ok(queued.len())
         }
@@ -98,8 +101,16 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
                                 reason: None,
                                 decided_at: d.decided_at,
                             };
-                            // Not acknowledged on error: retried, here or by another instance.
-                            materialize(app, &purchase).await?;
+                            // Backing off after a failure: left unacknowledged, taken again after claim_idle_ms.
+                            if store::retry_at(&app.db.pool, &purchase.id).await? > now_ms() {
+                                continue;
+                            }
+                            if let Err(error) = materialize(app, &purchase).await {
+                                if !attempt_failed(app, &purchase, &error).await {
+                                    // Not acknowledged: retried, here or by another instance.
+                                    continue;
+                                }
+                            }
                         }
                         None => tracing::error!(purchase_id, "a queued flash-sale purchase has no decision record"),
                     }
@@ -108,6 +119,53 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
                 }
             }
             Ok(handled)
+        }
+    }
+}
+
+/// Why a purchase was parked after its order failed `flash_sale.max_attempts` times (`reason` of the purchase).
+pub const PARKED_REASON: &str = "order_failed";
+
+/// Records a failed attempt at `purchase`: the next one is due after a backoff (`retry_base_ms`, doubling, at most
+/// five minutes); after `max_attempts` the purchase is parked as failed with [`PARKED_REASON`] and its units go
+/// back to the sale. Returns whether the purchase needs no further attempt (parked, or done meanwhile).
+async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> bool {
+    let config = &app.config.flash_sale;
+    let max = config.max_attempts as i64;
+    let base = config.retry_base_ms as i64;
+    let recorded = retry_transient(|| async {
+        let now = now_ms();
+        let mut tx = app.db.begin_write().await?;
+        store::insert_purchase(&mut tx, app.db.dialect, purchase, true).await?;
+        let backoff = |attempts: i64| now + (base << (attempts - 1).clamp(0, 20)).min(300_000);
+        let Some(attempts) = store::count_attempt(&mut tx, &purchase.id, backoff).await? else {
+            return Ok(None);
+        };
+        let parked = attempts >= max && store::mark_failed(&mut tx, &purchase.id, PARKED_REASON, now).await?;
+        tx.commit().await?;
+        Ok(Some((attempts, parked)))
+    })
+    .await;
+    match recorded {
+        Ok(None) => true,
+        Ok(Some((attempts, false))) => {
+            tracing::warn!(purchase_id = purchase.id, attempts, max_attempts = max, %error, "could not make a flash-sale order; retrying later");
+            metrics::counter!("flash_sale_handoff_retries_total").increment(1);
+            false
+        }
+        Ok(Some((attempts, true))) => {
+            tracing::error!(purchase_id = purchase.id, attempts, %error, "a flash-sale order failed every attempt; the purchase is parked as failed and its units go back to the sale");
+            metrics::counter!("flash_sale_handoff_parked_total").increment(1);
+            metrics::counter!("flash_sale_orders_total", "outcome" => PARKED_REASON).increment(1);
+            if let Err(error) = app.flash_gate.release(&app.db, purchase).await {
+                tracing::warn!(%error, purchase_id = purchase.id, "could not return a parked purchase's units to the gate");
+            }
+            app.sold_out.clear(crate::soldout::Kind::FlashSale, purchase.sale_id);
+            true
+        }
+        Err(record_error) => {
+            tracing::warn!(purchase_id = purchase.id, %error, %record_error, "could not make a flash-sale order nor record the attempt; retrying");
+            false
         }
     }
 }
@@ -135,9 +193,11 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("purchase {} has no sale", row.id)))?;
         let address = address_store::find_owned(&mut tx, row.user_id, row.address_id).await?;
         let sku = order_store::skus_for_order(&mut tx, &[sale.sku_id]).await?.into_iter().find(|s| s.purchasable);
-        let failure = match (&address, &sku) {
+        let snapshot = address.map(|a| crate::addresses::service::snapshot(Address::from(a)));
+        let failure = match (&snapshot, &sku) {
             _ if !open => Some("sale_closed"),
             (None, _) => Some("address_not_found"),
+            (Some(Err(_)), _) => Some("address_invalid"),
             (_, None) => Some("sku_unavailable"),
             _ => None,
         };
@@ -146,8 +206,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
             tx.commit().await?;
             return Ok((Outcome::Failed(reason), Some(row)));
         }
-        let (Some(address), Some(sku)) = (address, sku) else { unreachable!("checked above") };
-        let address = serde_json::to_string(&Address::from(address)).map_err(anyhow::Error::from)?;
+        let (Some(Ok(address)), Some(sku)) = (snapshot, sku) else { unreachable!("checked above") };
         let total = sale.price_fen * row.quantity;
         let order_no = crate::orders::create::order_number(now);
         let status = OrderStatus::PendingPayment.as_str();

@@ -37,7 +37,9 @@ pub struct PurchaseStatus {
     /// `queued`, `created` (see `order_id`) or `failed` (see `reason`).
     pub status: String,
     pub order_id: Option<i64>,
-    /// Why it failed: `address_not_found`, `sku_unavailable`, `sale_closed`.
+    /// Why it failed: `address_not_found`, `address_invalid` (too long to ship to), `sku_unavailable`,
+    /// `sale_closed`, `duplicate_key`, or `order_failed` (the order could not be made in `flash_sale.max_attempts`
+    /// attempts; the units went back to the sale).
     pub reason: Option<String>,
 }
 

@@ -223,11 +223,51 @@ pub async fn purchases_of(pool: &AnyPool, sale_id: i64) -> Result<Vec<PurchaseRo
 }
 
 /// The oldest `queued` purchases (the embedded hand-off queue).
-pub async fn queued(pool: &AnyPool, limit: i64) -> Result<Vec<PurchaseRow>, sqlx::Error> {
-    let sql =
-        format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE status = 'queued' ORDER BY decided_at LIMIT ?");
-    let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
+/// Queued purchases whose next attempt is due at `now`, oldest first.
+pub async fn queued(pool: &AnyPool, now: i64, limit: i64) -> Result<Vec<PurchaseRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE status = 'queued' AND retry_at <= ? \
+         ORDER BY decided_at LIMIT ?"
+    );
+    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(pool).await?;
     rows.iter().map(purchase_row).collect()
+}
+
+/// Counts a failed attempt at a queued purchase and sets when the next one is due. Returns the attempts so far,
+/// or `None` when the purchase is no longer queued (done meanwhile).
+pub async fn count_attempt(
+    conn: &mut AnyConnection,
+    id: &str,
+    retry_at: impl Fn(i64) -> i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    // The UPDATE first: it takes the row lock (MySQL) before the count is read.
+    let counted = sqlx::query("UPDATE flash_purchase SET attempts = attempts + 1 WHERE id = ? AND status = 'queued'")
+        .bind(id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    if counted.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let attempts: i64 = sqlx::query("SELECT attempts FROM flash_purchase WHERE id = ?")
+        .bind(id.to_owned())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("attempts")?;
+    sqlx::query("UPDATE flash_purchase SET retry_at = ? WHERE id = ?")
+        .bind(retry_at(attempts))
+        .bind(id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(attempts))
+}
+
+/// When the purchase's next attempt is due (0 when it never failed or has no row yet).
+pub async fn retry_at(pool: &AnyPool, id: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT retry_at FROM flash_purchase WHERE id = ?")
+        .bind(id.to_owned())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get::<i64, _>("retry_at")).transpose().map(Option::unwrap_or_default)
 }
 
 pub async fn mark_created(conn: &mut AnyConnection, id: &str, order_id: i64, now: i64) -> Result<bool, sqlx::Error> {

@@ -1,6 +1,6 @@
 //! Extractors whose rejections are [`AppError`], so malformed input gets our error format:
 //! malformed JSON → 400 `invalid_json`; a JSON value of the wrong shape → 422 `validation_failed` naming the field;
-//! bad query or path parameters → 400 `invalid_parameter`.
+//! bad query or path parameters → 400 `invalid_parameter`. An empty `cursor=` is the first page on every list.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, FieldError};
+use crate::http::strict_json::{Strict, Unique};
 
 /// A JSON request body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,17 +35,24 @@ where
     }
 }
 
-/// Parses a JSON body: syntax errors are `invalid_json`, shape errors name the offending field.
+/// Parses a JSON body strictly ([`strict_json`]): syntax errors are `invalid_json`; shape errors (a wrong type, an
+/// array where an object belongs, a key given twice) name the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let value: serde_json::Value = parse_unique(bytes)?;
+    from_json_value(value)
+}
+
+/// Reads a JSON body as a value, refusing duplicate keys in any object.
+fn parse_unique(bytes: &[u8]) -> Result<serde_json::Value, AppError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
+    let Unique(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
     deserializer.end().map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
-/// Reads an already-parsed JSON value as `T`, with the same field-naming errors as [`parse_json`].
+/// Reads an already-parsed JSON value as `T` strictly, with the same field-naming errors as [`parse_json`].
 pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
-    serde_path_to_error::deserialize(value).map_err(shape_error)
+    serde_path_to_error::deserialize(Strict(value)).map_err(shape_error)
 }
 
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
@@ -91,12 +99,26 @@ where
 {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| AppQuery(value))
-            .map_err(|rejection| AppError::invalid_parameter(rejection.body_text()))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = without_empty_cursor(parts.uri.query().unwrap_or_default());
+        serde_urlencoded_query::<T>(&query).map(AppQuery)
     }
+}
+
+/// The query string without empty `cursor=` pairs: an empty cursor means the first page, as an absent one does.
+fn without_empty_cursor(query: &str) -> std::borrow::Cow<'_, str> {
+    if !query.split('&').any(|pair| pair == "cursor" || pair == "cursor=") {
+        return query.into();
+    }
+    query.split('&').filter(|pair| *pair != "cursor" && *pair != "cursor=").collect::<Vec<_>>().join("&").into()
+}
+
+fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    let uri: axum::http::Uri =
+        format!("/?{query}").parse().map_err(|_| AppError::invalid_parameter("malformed query string"))?;
+    Query::<T>::try_from_uri(&uri)
+        .map(|Query(value)| value)
+        .map_err(|rejection| AppError::invalid_parameter(rejection.body_text()))
 }
 
 /// Path parameters.
@@ -156,6 +178,22 @@ mod tests {
         }
         let err = extract("application/json", r#"{"quantity": 1}"#).await.unwrap_err();
         assert_eq!(err.code(), "validation_failed");
+    }
+
+    #[test]
+    fn an_empty_cursor_is_no_cursor() {
+        assert_eq!(without_empty_cursor("limit=5&cursor="), "limit=5");
+        assert_eq!(without_empty_cursor("cursor&limit=5"), "limit=5");
+        assert_eq!(without_empty_cursor("cursor=abc&limit=5"), "cursor=abc&limit=5");
+        assert_eq!(without_empty_cursor(""), "");
+    }
+
+    #[tokio::test]
+    async fn arrays_and_duplicate_keys_are_refused() {
+        for body in [r#"["a", 1]"#, r#"{"name": "a", "quantity": 1, "name": "b"}"#] {
+            let err = extract("application/json", body).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
     }
 
     #[tokio::test]

@@ -145,8 +145,8 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
 /// Makes the order in one transaction and returns its serialized response (stored with the key when given).
 pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
     let remark = request.remark.clone().unwrap_or_default();
-    if remark.chars().count() > 200 {
-        return Err(AppError::validation("remark", "at most 200 characters"));
+    if let Some(problem) = crate::domain::human_text_problem(&remark, 200, false) {
+        return Err(AppError::validation("remark", problem));
     }
     if request.items.is_some() == request.from_cart {
         return Err(AppError::validation("items", "give either `items` or `\"from_cart\": true`"));
@@ -205,7 +205,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     };
     let total = items_total - discount;
     let address = Address::from(address);
-    let address_json = serde_json::to_string(&address).map_err(anyhow::Error::from)?;
+    let address_json = crate::addresses::service::snapshot(address.clone())?;
     let pay_deadline = now + app.config.orders.payment_timeout_secs as i64 * 1_000;
     let order_no = order_number(now);
     let status = OrderStatus::PendingPayment.as_str();

@@ -8,7 +8,7 @@ use crate::coupons;
 use crate::db::{now_ms, retry_transient};
 use crate::flash_sale::store::{self as flash_store, PurchaseRow};
 
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 use crate::orders::store;
 use crate::orders::OrderStatus;
 use crate::state::App;
@@ -127,12 +127,8 @@ pub async fn cancelled(app: &App, id: i64, actor: &Actor, released: Option<Purch
 pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no: &str) -> Result<(), AppError> {
     let (carrier, tracking_no) = (carrier.trim(), tracking_no.trim());
     let mut fields = Vec::new();
-    if carrier.is_empty() || carrier.chars().count() > 64 {
-        fields.push(FieldError::new("carrier", "1 to 64 characters"));
-    }
-    if tracking_no.is_empty() || tracking_no.len() > 64 {
-        fields.push(FieldError::new("tracking_no", "1 to 64 characters"));
-    }
+    crate::domain::check_human_text("carrier", carrier, 64, true, &mut fields);
+    crate::domain::check_human_text("tracking_no", tracking_no, 64, true, &mut fields);
     if !fields.is_empty() {
         return Err(AppError::Validation(fields));
     }

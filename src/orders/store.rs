@@ -307,9 +307,16 @@ pub async fn claim_expired(
     dialect: Dialect,
     now: i64,
     limit: i64,
+    skip: &[i64],
 ) -> Result<Vec<i64>, sqlx::Error> {
+    let skipped = if skip.is_empty() {
+        String::new()
+    } else {
+        format!(" AND id NOT IN ({})", skip.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+    };
     let sql = format!(
-        "SELECT id FROM shop_order WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline LIMIT ?{}",
+        "SELECT id FROM shop_order WHERE status = 'pending_payment' AND pay_deadline <= ?{skipped} \
+         ORDER BY pay_deadline LIMIT ?{}",
         dialect.skip_locked()
     );
     let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(conn).await?;

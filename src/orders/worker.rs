@@ -7,8 +7,11 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
+
 use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
+use crate::jobs::FailingItems;
 use crate::orders::lifecycle::{self, Actor};
 use crate::orders::store;
 use crate::state::AppState;
@@ -18,9 +21,10 @@ const BATCH: i64 = 200;
 /// Runs until `shutdown` fires.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.config.orders.sweep_interval_ms);
+    let mut failing = failing_orders();
     loop {
         state.heartbeats.beat("orders.timeout_sweep");
-        match sweep(&state).await {
+        match sweep_with(&state, &mut failing).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(cancelled = n, "cancelled unpaid orders past their deadline"),
             Err(error) => tracing::warn!(%error, "order timeout sweep failed; retrying"),
@@ -32,33 +36,58 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     }
 }
 
-/// One pass; returns how many orders it cancelled.
+/// Orders whose cancellation failed: retried after 1 s, doubling up to 5 minutes; alerted after 5 failures.
+pub fn failing_orders() -> FailingItems<i64> {
+    FailingItems::new("orders.timeout_sweep", Duration::from_secs(1), Duration::from_secs(300), 5)
+}
+
+/// One pass with no memory of earlier failures; returns how many orders it cancelled.
 pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
+    sweep_with(state, &mut failing_orders()).await
+}
+
+/// One pass; returns how many orders it cancelled. An order whose cancellation fails is rolled back alone (its
+/// savepoint), retried later with backoff, and does not hold up the rest of the batch.
+pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Result<usize, AppError> {
     let mut cancelled = 0;
     loop {
+        let skip = failing.backing_off();
         // The claimed rows stay locked until this transaction ends: another instance's sweep skips them.
-        let (batch, done) = retry_transient(|| async {
+        let (batch, done, failed) = retry_transient(|| async {
             let mut tx = state.db.begin_write().await?;
-            let ids = store::claim_expired(&mut tx, state.db.dialect, now_ms(), BATCH).await?;
+            let ids = store::claim_expired(&mut tx, state.db.dialect, now_ms(), BATCH, &skip).await?;
             let mut done = Vec::with_capacity(ids.len());
+            let mut failed = Vec::new();
             for &id in &ids {
-                match lifecycle::cancel_in(&mut tx, id, None, &Actor::Timeout).await {
-                    Ok(released) => done.push((id, released)),
+                let mut savepoint = tx.begin().await?;
+                match lifecycle::cancel_in(&mut savepoint, id, None, &Actor::Timeout).await {
+                    Ok(released) => {
+                        savepoint.commit().await?;
+                        done.push((id, released));
+                    }
                     // Paid or cancelled meanwhile (by the owner, or another instance): nothing to do.
-                    Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => {}
-                    Err(other) => return Err(other),
+                    Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => savepoint.rollback().await?,
+                    // A deadlock aborts the whole transaction: run the batch again.
+                    Err(error) if error.is_transient() => return Err(error),
+                    Err(error) => {
+                        savepoint.rollback().await?;
+                        failed.push((id, error.to_string()));
+                    }
                 }
             }
             tx.commit().await?;
-            Ok((ids.len(), done))
+            Ok((ids.len(), done, failed))
         })
         .await?;
         cancelled += done.len();
         for (id, released) in done {
+            failing.succeeded(&id);
             lifecycle::cancelled(state, id, &Actor::Timeout, released).await;
         }
-
-        if batch < BATCH as usize {
+        for (id, error) in &failed {
+            failing.failed(*id, error);
+        }
+        if batch < BATCH as usize || !failed.is_empty() && failed.len() == batch {
             break;
         }
     }

@@ -119,9 +119,7 @@ pub async fn update_profile(app: &App, user_id: i64, update: UpdateProfile) -> R
     let mut fields = Vec::new();
     let nickname = update.nickname.map(|n| n.trim().to_owned());
     if let Some(n) = &nickname {
-        if n.is_empty() || n.chars().count() > 32 || n.chars().any(char::is_control) {
-            fields.push(FieldError::new("nickname", "must be 1 to 32 printable characters"));
-        }
+        crate::domain::check_human_text("nickname", n, 32, true, &mut fields);
     }
     if let Some(url) = &update.avatar_url {
         let ok = url.len() <= 512 && url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));

@@ -58,7 +58,7 @@ async fn campaigns_claims_and_coupons_on_orders() {
         assert_eq!(status, 200);
         assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
 
-        let stopped = create_campaign(&app, &admin, 100, 0, 10, 1).await;
+        let stopped = create_campaign(&app, &admin, 100, 100, 10, 1).await;
         let (status, body) =
             app.post(&format!("/admin/api/v1/coupon-campaigns/{stopped}/stop"), &json!({}), Some(&admin)).await;
         assert_eq!((status, body["status"].as_str()), (200, Some("stopped")), "{body}");
@@ -120,7 +120,7 @@ async fn one_coupon_under_20_concurrent_orders_is_used_exactly_once() {
     for backend in backends() {
         let app = spawn_app(&backend).await;
         let admin = app.admin_token("operator").await;
-        let campaign = create_campaign(&app, &admin, 100, 0, 10, 1).await;
+        let campaign = create_campaign(&app, &admin, 100, 100, 10, 1).await;
         let buyer = app.buyers(1).await.remove(0);
         let (status, coupon) = claim(&app, campaign, &buyer.token).await;
         assert_eq!(status, 201, "{coupon}");
@@ -156,7 +156,7 @@ async fn a_quota_of_500_under_20000_claims_from_5000_users() {
         let app = spawn_app_with(&backend, |c| c.rate_limit.claim_per_ip = 0).await;
         let peer = if backend.is_scale_out() { Some(app.spawn_peer().await) } else { None };
         let admin = app.admin_token("operator").await;
-        let campaign = create_campaign(&app, &admin, 100, 0, 500, 2).await;
+        let campaign = create_campaign(&app, &admin, 100, 100, 500, 2).await;
         let buyers = app.buyers(5_000).await;
         let targets: Vec<(reqwest::Client, String)> =
             [Some(&app), peer.as_ref()].into_iter().flatten().map(|a| (a.client.clone(), a.address.clone())).collect();

@@ -1,16 +1,20 @@
 //! Black-box API tests. One test binary; each test runs on every backend of `helpers::backends()`.
 
 mod admin;
+mod background_faults;
 mod catalog;
 mod cli;
 mod coupons;
 mod deploy;
 mod flash_sales;
 mod health;
+mod identifiers;
+mod input_hygiene;
 mod login;
 mod middleware;
 mod openapi;
 mod orders;
+mod revocations;
 mod secrets;
 mod sessions;
 mod shopping;
@@ -19,3 +23,4 @@ mod telemetry;
 mod tokens;
 
 mod helpers;
+mod servers;

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use wxshop::auth::revocation::Answered;
+
 use crate::helpers::{backends, eventually, scale_out_backend, spawn_app, spawn_app_with, TestApp};
 
 async fn refresh(app: &TestApp, token: &str) -> (u16, serde_json::Value) {
@@ -172,7 +174,7 @@ async fn logout_is_seen_by_every_instance() {
     assert_eq!(refresh(&a, &user.refresh_token).await.0, 200, "within grace, A returns B's successor");
 }
 
-/// Scale-out: an instance answers revocation checks from its in-process mirror of the Redis deny-list once it has
+/// Scale-out: an instance answers revocation checks from its in-process mirror of the deny-list once it has
 /// loaded it, including entries written before it started, and follows new ones as they are announced.
 #[tokio::test]
 async fn the_deny_list_mirror_loads_earlier_entries_and_follows_new_ones() {
@@ -182,13 +184,13 @@ async fn the_deny_list_mirror_loads_earlier_entries_and_follows_new_ones() {
     a.call(reqwest::Method::POST, "/api/v1/auth/logout", None, Some(&early.access_token)).await;
     let b = a.spawn_peer().await;
     let current =
-        eventually(Duration::from_secs(3), || async { b.state.revocations.mirror_current() == Some(true) }).await;
+        eventually(Duration::from_secs(3), || async { b.state.revocations.answered() == Answered::Mirror }).await;
     assert!(current, "the mirror loads and subscribes");
     let tasks: serde_json::Value =
         b.client.get(format!("{}/debug/tasks", b.ops_address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(tasks["deny_list"], "mirror", "{tasks}");
     let (status, body) = b.get_auth("/api/v1/me", &early.access_token).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("token_revoked")), "loaded from Redis at start");
+    assert_eq!((status, body["code"].as_str()), (401, Some("token_revoked")), "loaded from the database at start");
 
     let late = b.login("mirror-late").await;
     assert_eq!(b.get_auth("/api/v1/me", &late.access_token).await.0, 200);
@@ -197,5 +199,5 @@ async fn the_deny_list_mirror_loads_earlier_entries_and_follows_new_ones() {
         eventually(Duration::from_secs(1), || async { b.get_auth("/api/v1/me", &late.access_token).await.0 == 401 })
             .await;
     assert!(refused, "the announcement reached B's mirror");
-    assert_eq!(b.state.revocations.mirror_current(), Some(true), "answered by the mirror, not by a fallback");
+    assert_eq!(b.state.revocations.answered(), Answered::Mirror, "answered by the mirror, not by a fallback");
 }
