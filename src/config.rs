@@ -201,6 +201,9 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the server exits.
     pub shutdown_timeout_ms: u64,
+    /// A connection must deliver a request's complete headers within this long, and an idle keep-alive
+    /// connection is closed after this long without a new request (a slow or silent client holds nothing).
+    pub header_read_timeout_ms: u64,
 }
 
 /// Response caching: in process (embedded) or in Redis (scale-out).
@@ -245,6 +248,7 @@ impl Default for Config {
                 body_limit_bytes: 1024 * 1024,
                 cors_origins: Vec::new(),
                 shutdown_timeout_ms: 20_000,
+                header_read_timeout_ms: 10_000,
             },
             cache: CacheConfig { catalog_ttl_secs: 60 },
             auth: AuthConfig {
@@ -393,6 +397,7 @@ impl Config {
         }
         let flash = &self.flash_sale;
         for (key, value) in [
+            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
             ("flash_sale.worker_poll_ms", flash.worker_poll_ms),
             ("flash_sale.claim_idle_ms", flash.claim_idle_ms),
             ("flash_sale.reconcile_interval_secs", flash.reconcile_interval_secs),

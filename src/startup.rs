@@ -1,6 +1,6 @@
 //! Building and running the application: the same path for `wxshop serve` and for the tests.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,20 +135,22 @@ impl Application {
         let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop.clone()));
         let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()));
         let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
+        let header_timeout = Duration::from_millis(state.config.http.header_read_timeout_ms);
         let mut ops_stop = workers_stop;
-        let ops = axum::serve(ops_listener, crate::ops::router(state.clone()))
-            .with_graceful_shutdown(async move {
+        let ops = tokio::spawn(http::serve::serve(
+            ops_listener,
+            crate::ops::router(state.clone()),
+            header_timeout,
+            async move {
                 let _ = ops_stop.changed().await;
-            })
-            .into_future();
-        let ops = tokio::spawn(ops);
+            },
+        ));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: no new connections, finishing in-flight requests");
-                let _ = stopping_tx.send(());
-            });
+        let server = http::serve::serve(listener, router, header_timeout, async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
         let deadline = async move {
             // Only starts counting once shutdown has begun; a dropped sender means the server ended first.
             if stopping_rx.await.is_ok() {
@@ -158,7 +160,7 @@ impl Application {
             }
         };
         tokio::select! {
-            result = server.into_future() => result.context("serving HTTP")?,
+            () = server => {},
             () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; closing them"),
         }
         let _ = stop_workers.send(true);

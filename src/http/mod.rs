@@ -3,6 +3,7 @@
 pub mod extract;
 pub mod middleware;
 pub mod ops;
+pub mod serve;
 pub mod strict_json;
 
 use std::time::Duration;
