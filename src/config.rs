@@ -184,6 +184,15 @@ pub struct DbConfig {
     pub acquire_timeout_ms: u64,
     /// Statements slower than this are logged at warn with their SQL text.
     pub slow_statement_ms: u64,
+    /// Each statement of a GET/HEAD request gives up after this long (503 `database_unavailable`). Unset: 2 s on
+    /// MySQL/MariaDB; 10 s on SQLite, whose writers queue for the file lock (up to 5 s) but never hang.
+    pub read_timeout_ms: Option<u64>,
+    /// Each statement of any other request or of a background worker gives up after this long; MySQL/MariaDB
+    /// also stop it on the server and bound row-lock waits by it. Unset: 5 s on MySQL/MariaDB, 15 s on SQLite.
+    pub write_timeout_ms: Option<u64>,
+    /// After the database refuses connections (or several statements time out at once), statements fail at
+    /// once for this long instead of each waiting.
+    pub breaker_window_ms: u64,
     /// Apply the embedded migrations when the server starts.
     pub migrate_on_start: bool,
     /// Seed the demo catalog into an empty database at start. Unset: on in dev mode, off in production.
@@ -240,6 +249,9 @@ impl Default for Config {
                 idle_timeout_secs: 10 * 60,
                 acquire_timeout_ms: 3_000,
                 slow_statement_ms: 1_000,
+                read_timeout_ms: None,
+                write_timeout_ms: None,
+                breaker_window_ms: 1_000,
                 migrate_on_start: true,
                 seed_demo: None,
             },
@@ -398,6 +410,9 @@ impl Config {
         let flash = &self.flash_sale;
         for (key, value) in [
             ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            ("db.read_timeout_ms", self.db.read_timeout_ms.unwrap_or(1)),
+            ("db.write_timeout_ms", self.db.write_timeout_ms.unwrap_or(1)),
+            ("db.breaker_window_ms", self.db.breaker_window_ms),
             ("flash_sale.worker_poll_ms", flash.worker_poll_ms),
             ("flash_sale.claim_idle_ms", flash.claim_idle_ms),
             ("flash_sale.reconcile_interval_secs", flash.reconcile_interval_secs),

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use sqlx::{Any, QueryBuilder, Row};
 
+use crate::db::Bounded;
 use crate::db::{now_ms, Db};
 
 const BATCH: usize = 1_000;
@@ -28,7 +29,8 @@ pub struct Seeded {
 
 /// Seeds `users` users and `orders` orders (round-robin over the new users). Refused when orders exist already.
 pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: usize) -> anyhow::Result<Seeded> {
-    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM shop_order").fetch_one(&db.pool).await?.try_get("n")?;
+    let existing: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM shop_order").fetch_one(&db.pool).bounded().await?.try_get("n")?;
     if existing > 0 && orders > 0 {
         anyhow::bail!("the database already has {existing} orders; seed load-test data into a fresh database");
     }
@@ -41,7 +43,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
         "SELECT s.id, s.product_id, p.title, s.title AS sku_title, s.price_fen FROM sku s JOIN product p ON p.id = s.product_id",
     )
     .fetch_all(&db.pool)
-    .await?
+    .bounded().await?
     .iter()
     .map(|r| Ok((r.try_get("id")?, r.try_get("product_id")?, r.try_get("title")?, r.try_get("sku_title")?, r.try_get("price_fen")?)))
     .collect::<Result<_, sqlx::Error>>()?;
@@ -67,7 +69,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind(now);
         });
         let mut tx = db.begin_write().await?;
-        sql.build().execute(&mut *tx).await?;
+        sql.build().execute(&mut *tx).bounded().await?;
         let mut sql = QueryBuilder::<Any>::new(
             "INSERT INTO address (id, user_id, recipient, phone, province, city, district, detail, is_default, \
              created_at, updated_at) ",
@@ -85,8 +87,8 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind(now)
                 .push_bind(now);
         });
-        sql.build().execute(&mut *tx).await?;
-        tx.commit().await?;
+        sql.build().execute(&mut *tx).bounded().await?;
+        tx.commit().bounded().await?;
     }
 
     let address =
@@ -131,7 +133,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind(*created_at)
                 .push_bind(*created_at);
         });
-        sql.build().execute(&mut *tx).await?;
+        sql.build().execute(&mut *tx).bounded().await?;
         let mut sql = QueryBuilder::<Any>::new(
             "INSERT INTO order_item (order_id, sku_id, product_id, title, sku_title, price_fen, quantity) ",
         );
@@ -144,7 +146,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind(*price)
                 .push_bind(*quantity);
         });
-        sql.build().execute(&mut *tx).await?;
+        sql.build().execute(&mut *tx).bounded().await?;
         let mut sql =
             QueryBuilder::<Any>::new("INSERT INTO order_event (order_id, from_status, to_status, actor, created_at) ");
         sql.push_values(&order_rows, |mut row, (id, _, _, status, _, created_at)| {
@@ -154,8 +156,8 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
                 .push_bind("system:seed")
                 .push_bind(*created_at);
         });
-        sql.build().execute(&mut *tx).await?;
-        tx.commit().await?;
+        sql.build().execute(&mut *tx).bounded().await?;
+        tx.commit().bounded().await?;
     }
     tracing::info!(
         users,
@@ -168,7 +170,8 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
 }
 
 async fn next_id(db: &Db, table: &str) -> anyhow::Result<i64> {
-    let row = sqlx::query(&format!("SELECT COALESCE(MAX(id), 0) AS m FROM {table}")).fetch_one(&db.pool).await?;
+    let row =
+        sqlx::query(&format!("SELECT COALESCE(MAX(id), 0) AS m FROM {table}")).fetch_one(&db.pool).bounded().await?;
     Ok(row.try_get::<i64, _>("m")? + 1)
 }
 
@@ -184,6 +187,7 @@ pub async fn dev_tokens(
         sqlx::query("SELECT user_id, MIN(id) AS address_id FROM address GROUP BY user_id ORDER BY user_id LIMIT ?")
             .bind(count as i64)
             .fetch_all(&db.pool)
+            .bounded()
             .await?;
     let users: Vec<(i64, i64)> = rows
         .iter()
@@ -196,6 +200,7 @@ pub async fn dev_tokens(
             .bind(first)
             .bind(last)
             .fetch_all(&db.pool)
+            .bounded()
             .await?;
         for row in rows {
             let ids = owned.entry(row.try_get("user_id")?).or_default();

@@ -160,8 +160,9 @@ impl AppError {
 
 /// Database error codes that mean "cannot use the database right now" rather than a bad statement:
 /// SQLite BUSY (5), LOCKED (6), CANTOPEN (14); MySQL too many connections (1040), access denied (1045),
-/// unknown database (1049), server shutdown (1053).
-const UNAVAILABLE_DB_CODES: &[&str] = &["5", "6", "14", "1040", "1045", "1049", "1053"];
+/// unknown database (1049), server shutdown (1053), lock wait timeout (1205), statement deadline exceeded (MariaDB
+/// 1969, MySQL 3024).
+const UNAVAILABLE_DB_CODES: &[&str] = &["5", "6", "14", "1040", "1045", "1049", "1053", "1205", "1969", "3024"];
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {

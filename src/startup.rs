@@ -100,7 +100,7 @@ impl Application {
         if let Some(simulator) = wechat_simulator {
             router = simulator::mount(router, simulator);
         }
-        let router = http::with_middleware(router.with_state(state.clone()), &config);
+        let router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
         let ops_listener = TcpListener::bind(config.ops_listen)
             .await
             .with_context(|| format!("binding {} (config key `ops_listen`)", config.ops_listen))?;
@@ -132,8 +132,12 @@ impl Application {
         let grace = state.config.shutdown_timeout();
         // Background work of the same binary, stopped with the server.
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        let sweeper = tokio::spawn(crate::orders::worker::run(state.clone(), workers_stop.clone()));
-        let handoff = tokio::spawn(crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()));
+        let in_scope = |work| crate::db::guard::scope(state.db.write_guard(), work);
+        let sweeper = tokio::spawn(in_scope(crate::orders::worker::run(state.clone(), workers_stop.clone())));
+        let handoff = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()),
+        ));
         let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
         let header_timeout = Duration::from_millis(state.config.http.header_read_timeout_ms);
         let mut ops_stop = workers_stop;

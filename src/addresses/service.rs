@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::addresses::store::{self, AddressRow};
 use crate::db::now_ms;
+use crate::db::Bounded;
 use crate::error::{AppError, FieldError};
 use crate::state::App;
 
@@ -146,7 +147,7 @@ pub async fn create(app: &App, user_id: i64, input: AddressInput) -> Result<Addr
         store::clear_default(&mut tx, user_id, id).await?;
     }
     let saved = store::find_owned(&mut tx, user_id, id).await?.ok_or(AppError::not_found("address"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(saved.into())
 }
 
@@ -163,7 +164,7 @@ pub async fn update(app: &App, user_id: i64, id: i64, input: AddressInput) -> Re
         store::ensure_default(&mut tx, user_id).await?;
     }
     let saved = store::find_owned(&mut tx, user_id, id).await?.ok_or(AppError::not_found("address"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(saved.into())
 }
 
@@ -173,6 +174,6 @@ pub async fn delete(app: &App, user_id: i64, id: i64) -> Result<(), AppError> {
         return Err(AppError::not_found("address"));
     }
     store::ensure_default(&mut tx, user_id).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::db::insert_returning_id;
+use crate::db::Bounded;
 
 #[derive(Debug, Clone)]
 pub struct AddressRow {
@@ -36,19 +37,24 @@ fn address_row(r: &sqlx::any::AnyRow) -> Result<AddressRow, sqlx::Error> {
 /// A user's addresses, the default first, then newest first.
 pub async fn list(pool: &AnyPool, user_id: i64) -> Result<Vec<AddressRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM address WHERE user_id = ? ORDER BY is_default DESC, id DESC");
-    let rows = sqlx::query(&sql).bind(user_id).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(user_id).fetch_all(pool).bounded().await?;
     rows.iter().map(address_row).collect()
 }
 
 /// The address `id` if it belongs to `user_id`.
 pub async fn find_owned(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<Option<AddressRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM address WHERE id = ? AND user_id = ?");
-    let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(address_row).transpose()
 }
 
 pub async fn count(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM address WHERE user_id = ?").bind(user_id).fetch_one(conn).await?.try_get("n")
+    sqlx::query("SELECT COUNT(*) AS n FROM address WHERE user_id = ?")
+        .bind(user_id)
+        .fetch_one(conn)
+        .bounded()
+        .await?
+        .try_get("n")
 }
 
 pub async fn insert(conn: &mut AnyConnection, a: &AddressRow, now: i64) -> Result<i64, sqlx::Error> {
@@ -85,7 +91,7 @@ pub async fn update(conn: &mut AnyConnection, a: &AddressRow, now: i64) -> Resul
     .bind(a.id)
     .bind(a.user_id)
     .execute(conn)
-    .await?;
+    .bounded().await?;
     Ok(())
 }
 
@@ -95,13 +101,18 @@ pub async fn clear_default(conn: &mut AnyConnection, user_id: i64, keep: i64) ->
         .bind(user_id)
         .bind(keep)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(())
 }
 
 pub async fn delete(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("DELETE FROM address WHERE id = ? AND user_id = ?").bind(id).bind(user_id).execute(conn).await?;
+    let done = sqlx::query("DELETE FROM address WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user_id)
+        .execute(conn)
+        .bounded()
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -110,6 +121,7 @@ pub async fn ensure_default(conn: &mut AnyConnection, user_id: i64) -> Result<()
     let has: i64 = sqlx::query("SELECT COUNT(*) AS n FROM address WHERE user_id = ? AND is_default = 1")
         .bind(user_id)
         .fetch_one(&mut *conn)
+        .bounded()
         .await?
         .try_get("n")?;
     if has > 0 {
@@ -118,10 +130,11 @@ pub async fn ensure_default(conn: &mut AnyConnection, user_id: i64) -> Result<()
     let newest = sqlx::query("SELECT id FROM address WHERE user_id = ? ORDER BY id DESC LIMIT 1")
         .bind(user_id)
         .fetch_optional(&mut *conn)
+        .bounded()
         .await?;
     if let Some(row) = newest {
         let id: i64 = row.try_get("id")?;
-        sqlx::query("UPDATE address SET is_default = 1 WHERE id = ?").bind(id).execute(&mut *conn).await?;
+        sqlx::query("UPDATE address SET is_default = 1 WHERE id = ?").bind(id).execute(&mut *conn).bounded().await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::auth::extract::Role;
 use crate::auth::sessions;
 use crate::auth::tokens::now_secs;
 use crate::auth::{SubjectKind, ADMIN_AUDIENCE};
+use crate::db::Bounded;
 use crate::db::{now_ms, Db};
 use crate::error::AppError;
 use crate::state::App;
@@ -51,7 +52,7 @@ pub async fn create_admin(db: &Db, username: &str, role: &str, password: &str) -
     let hash = hash_password(password)?;
     let mut tx = db.begin_write().await?;
     let id = store::insert_admin(&mut tx, username, &hash, role.as_str(), now_ms()).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(id)
 }
 

@@ -3,6 +3,7 @@
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::db::insert_returning_id;
+use crate::db::Bounded;
 
 pub struct AdminRow {
     pub id: i64,
@@ -45,6 +46,7 @@ pub async fn find_by_username(pool: &AnyPool, username: &str) -> Result<Option<A
     let row = sqlx::query("SELECT id, username, password_hash, role, status FROM admin_user WHERE username = ?")
         .bind(username.to_owned())
         .fetch_optional(pool)
+        .bounded()
         .await?;
     row.as_ref().map(admin_row).transpose()
 }
@@ -53,11 +55,17 @@ pub async fn find_by_id(pool: &AnyPool, id: i64) -> Result<Option<AdminRow>, sql
     let row = sqlx::query("SELECT id, username, password_hash, role, status FROM admin_user WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
+        .bounded()
         .await?;
     row.as_ref().map(admin_row).transpose()
 }
 
 pub async fn touch_login(pool: &AnyPool, id: i64, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE admin_user SET last_login_at = ? WHERE id = ?").bind(now).bind(id).execute(pool).await?;
+    sqlx::query("UPDATE admin_user SET last_login_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .bounded()
+        .await?;
     Ok(())
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sqlx::Row;
 
+use crate::db::Bounded;
 use crate::db::{now_ms, Db};
 use crate::error::AppError;
 use crate::kv::Redis;
@@ -108,7 +109,7 @@ impl Revocations {
         });
         match redis {
             Some(redis) => {
-                tokio::spawn(follow(redis, Arc::downgrade(&inner)));
+                tokio::spawn(crate::db::guard::scope(db.write_guard(), follow(redis, Arc::downgrade(&inner))));
             }
             None => {
                 if let Err(error) = reload(&inner).await {
@@ -129,6 +130,7 @@ impl Revocations {
             .bind(key)
             .bind(until_ms)
             .execute(&self.inner.db.pool)
+            .bounded()
             .await?;
         self.inner.entries.insert(key.to_owned(), until_ms);
         self.announce(format!("R {until_ms} {key}")).await;
@@ -137,7 +139,11 @@ impl Revocations {
 
     /// Lifts a denial early (an unban).
     pub async fn lift(&self, key: &str) -> Result<(), AppError> {
-        sqlx::query("DELETE FROM revocation WHERE revoked_key = ?").bind(key).execute(&self.inner.db.pool).await?;
+        sqlx::query("DELETE FROM revocation WHERE revoked_key = ?")
+            .bind(key)
+            .execute(&self.inner.db.pool)
+            .bounded()
+            .await?;
         self.inner.entries.invalidate(key);
         self.announce(format!("L {key}")).await;
         Ok(())
@@ -261,8 +267,9 @@ fn apply(inner: &Inner, payload: &str) {
 /// Makes the copy equal to the table (expired rows are deleted first) and marks it loaded.
 async fn reload(inner: &Inner) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    sqlx::query("DELETE FROM revocation WHERE expires_at <= ?").bind(now).execute(&inner.db.pool).await?;
-    let rows = sqlx::query("SELECT revoked_key, expires_at FROM revocation").fetch_all(&inner.db.pool).await?;
+    sqlx::query("DELETE FROM revocation WHERE expires_at <= ?").bind(now).execute(&inner.db.pool).bounded().await?;
+    let rows =
+        sqlx::query("SELECT revoked_key, expires_at FROM revocation").fetch_all(&inner.db.pool).bounded().await?;
     let mut present = HashSet::with_capacity(rows.len());
     for row in rows {
         let key: String = crate::db::get_text(&row, "revoked_key")?;
@@ -290,7 +297,7 @@ async fn denied_in_database(db: &Db, keys: &[String]) -> Result<bool, sqlx::Erro
     for key in keys {
         query = query.bind(key.as_str());
     }
-    let row = query.fetch_one(&db.pool).await?;
+    let row = query.fetch_one(&db.pool).bounded().await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
 

@@ -10,6 +10,7 @@ use crate::auth::tokens::Claims;
 use crate::auth::SubjectKind;
 use crate::crypto::{hmac_sha256, random_token, sha256_hex};
 use crate::db::now_ms;
+use crate::db::Bounded;
 use crate::error::AppError;
 use crate::state::App;
 
@@ -32,7 +33,7 @@ pub async fn start(app: &App, kind: SubjectKind, subject_id: i64) -> Result<Sess
     let family_id = store::insert_family(&mut tx, kind.as_str(), subject_id, now, absolute).await?;
     let idle = (now + secs_ms(auth.refresh_idle_ttl_secs)).min(absolute);
     store::insert_refresh_token(&mut tx, family_id, &sha256_hex(token.as_bytes()), now, idle).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(Session { family_id, subject_id, refresh_token: token })
 }
 
@@ -58,14 +59,14 @@ pub async fn rotate(app: &App, kind: SubjectKind, presented: &str) -> Result<Ses
     let mut tx = app.db.begin_write().await?;
     if !store::mark_rotated(&mut tx, row.id, now).await? {
         // Another request rotated it first; it committed before our update ran.
-        tx.rollback().await?;
+        tx.rollback().bounded().await?;
         let row = store::find_refresh_token(&app.db.pool, &hash).await?.ok_or_else(invalid)?;
         let rotated_at = row.rotated_at.unwrap_or(now);
         return replay(app, &row, rotated_at, successor, now).await;
     }
     let idle = (now + secs_ms(app.config.auth.refresh_idle_ttl_secs)).min(row.family_expires_at);
     store::insert_refresh_token(&mut tx, row.family_id, &sha256_hex(successor.as_bytes()), now, idle).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(Session { family_id: row.family_id, subject_id: row.subject_id, refresh_token: successor })
 }
 

@@ -3,6 +3,7 @@
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 
 use crate::db::insert_returning_id;
+use crate::db::Bounded;
 
 pub struct RefreshRow {
     pub id: i64,
@@ -57,6 +58,7 @@ pub async fn find_refresh_token(pool: &AnyPool, token_hash: &str) -> Result<Opti
     )
     .bind(token_hash)
     .fetch_optional(pool)
+    .bounded()
     .await?;
     row.map(|r| {
         Ok(RefreshRow {
@@ -79,6 +81,7 @@ pub async fn mark_rotated(conn: &mut AnyConnection, id: i64, now: i64) -> Result
         .bind(now)
         .bind(id)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -93,6 +96,7 @@ where
             .bind(reason.to_owned())
             .bind(family_id)
             .execute(executor)
+            .bounded()
             .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -112,6 +116,7 @@ pub async fn live_families(
     .bind(subject_id)
     .bind(now)
     .fetch_all(pool)
+    .bounded()
     .await?;
     rows.iter().map(|r| r.try_get("id")).collect()
 }
@@ -120,6 +125,7 @@ pub async fn count_family_tokens(pool: &AnyPool, family_id: i64) -> Result<i64, 
     sqlx::query("SELECT COUNT(*) AS n FROM refresh_token WHERE auth_family_id = ?")
         .bind(family_id)
         .fetch_one(pool)
+        .bounded()
         .await?
         .try_get("n")
 }

@@ -2,6 +2,7 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use crate::db::Bounded;
 use crate::db::Dialect;
 
 /// A cart line joined with its SKU and product as they are now.
@@ -27,7 +28,7 @@ pub async fn lines(pool: &AnyPool, user_id: i64) -> Result<Vec<CartLine>, sqlx::
     )
     .bind(user_id)
     .fetch_all(pool)
-    .await?;
+    .bounded().await?;
     rows.iter()
         .map(|r| {
             Ok(CartLine {
@@ -50,6 +51,7 @@ pub async fn count(pool: &AnyPool, user_id: i64) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) AS n FROM cart_item WHERE user_id = ?")
         .bind(user_id)
         .fetch_one(pool)
+        .bounded()
         .await?
         .try_get("n")
 }
@@ -59,6 +61,7 @@ pub async fn contains(pool: &AnyPool, user_id: i64, sku_id: i64) -> Result<bool,
         .bind(user_id)
         .bind(sku_id)
         .fetch_optional(pool)
+        .bounded()
         .await?;
     Ok(row.is_some())
 }
@@ -75,7 +78,7 @@ pub async fn set(
         "INSERT INTO cart_item (user_id, sku_id, quantity, created_at, updated_at) VALUES (?, ?, ?, ?, ?){}",
         dialect.upsert("user_id, sku_id", &["quantity", "updated_at"])
     );
-    sqlx::query(&sql).bind(user_id).bind(sku_id).bind(quantity).bind(now).bind(now).execute(pool).await?;
+    sqlx::query(&sql).bind(user_id).bind(sku_id).bind(quantity).bind(now).bind(now).execute(pool).bounded().await?;
     Ok(())
 }
 
@@ -84,12 +87,13 @@ pub async fn remove(conn: &mut AnyConnection, user_id: i64, sku_id: i64) -> Resu
         .bind(user_id)
         .bind(sku_id)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(())
 }
 
 pub async fn clear(pool: &AnyPool, user_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM cart_item WHERE user_id = ?").bind(user_id).execute(pool).await?;
+    sqlx::query("DELETE FROM cart_item WHERE user_id = ?").bind(user_id).execute(pool).bounded().await?;
     Ok(())
 }
 
@@ -98,6 +102,7 @@ pub async fn items(conn: &mut AnyConnection, user_id: i64) -> Result<Vec<(i64, i
     let rows = sqlx::query("SELECT sku_id, quantity FROM cart_item WHERE user_id = ? ORDER BY sku_id")
         .bind(user_id)
         .fetch_all(conn)
+        .bounded()
         .await?;
     rows.iter().map(|r| Ok((r.try_get("sku_id")?, r.try_get("quantity")?))).collect()
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::catalog::check::Check;
 use crate::catalog::service::{image_urls, product_cache_key, sku_attributes, CATEGORIES_CACHE_KEY};
 use crate::catalog::store::{self, NewCategory, NewProduct, NewSku, ProductQuery, SetValue, SkuRow};
+use crate::db::Bounded;
 use crate::db::{now_ms, rfc3339};
 use crate::domain::{cut_page, Cursor, PageLimit};
 use crate::error::AppError;
@@ -182,7 +183,7 @@ pub async fn create_category(app: &App, input: CreateCategory) -> Result<AdminCa
         sort_order: input.sort_order.unwrap_or(0),
     };
     let id = store::insert_category(&mut tx, &new, now_ms()).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.cache.invalidate(CATEGORIES_CACHE_KEY).await;
     find_category(app, id).await
 }
@@ -332,7 +333,7 @@ pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProd
         };
         store::insert_sku(&mut tx, &new, now).await?;
     }
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     get_product(app, product_id).await
 }
 
@@ -394,7 +395,7 @@ pub async fn add_sku(app: &App, product_id: i64, input: CreateSku) -> Result<Adm
     };
     let id = store::insert_sku(&mut tx, &new, now_ms()).await?;
     let row = store::find_sku(&mut tx, id, app.db.dialect, false).await?.ok_or(AppError::not_found("sku"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.cache.invalidate(&product_cache_key(product_id)).await;
     admin_sku(row)
 }

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::catalog::store::{self, NewCategory, NewProduct, NewSku};
+use crate::db::Bounded;
 use crate::db::{now_ms, Db};
 
 /// (category, icon, products: (title, subtitle, base price in fen, SKU axis, SKU options)).
@@ -121,6 +122,6 @@ pub async fn seed_demo_catalog(db: &Db) -> anyhow::Result<bool> {
             }
         }
     }
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(true)
 }

@@ -7,6 +7,7 @@ use crate::auth::extract::AdminUser;
 use crate::catalog::check::{Check, MAX_STOCK};
 use crate::catalog::service::product_cache_key;
 use crate::catalog::store::{self, NewStockAdjustment};
+use crate::db::Bounded;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AppError;
 use crate::state::App;
@@ -78,7 +79,7 @@ pub async fn change_stock(
     let reason = input.reason.trim();
     let adjustment = NewStockAdjustment { sku_id, admin_user_id: admin.id, delta, stock_after: stock, reason };
     let id = store::insert_stock_adjustment(&mut tx, &adjustment, now).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.cache.invalidate(&product_cache_key(sku.product_id)).await;
     tracing::info!(admin_id = admin.id, sku_id, delta, stock, "stock changed");
     Ok(StockChanged {

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, QueryBuilder, Row};
 
+use crate::db::Bounded;
 use crate::db::{get_text, insert_returning_id, Dialect};
 
 /// Products of the listing walk newest first: `id` descending.
@@ -67,6 +68,7 @@ pub async fn list_categories(pool: &AnyPool) -> Result<Vec<CategoryRow>, sqlx::E
          WHERE status = 'active' ORDER BY sort_order, id",
     )
     .fetch_all(pool)
+    .bounded()
     .await?;
     rows.iter()
         .map(|r| {
@@ -119,21 +121,21 @@ pub async fn list_products(pool: &AnyPool, query: &ProductQuery<'_>) -> Result<V
         sql.push(" AND p.id < ").push_bind(before_id);
     }
     sql.push(" ORDER BY p.id DESC LIMIT ").push_bind(i64::from(query.limit));
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(pool).bounded().await?;
     rows.iter().map(product_row).collect()
 }
 
 /// An on-sale product.
 pub async fn find_product(pool: &AnyPool, id: i64) -> Result<Option<ProductRow>, sqlx::Error> {
     let sql = format!("SELECT {PRODUCT_COLUMNS}, p.status FROM product p WHERE p.id = ? AND p.status = 'on_sale'");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).bounded().await?;
     row.as_ref().map(product_row).transpose()
 }
 
 /// A product whatever its status (back office).
 pub async fn find_product_any_status(pool: &AnyPool, id: i64) -> Result<Option<ProductRow>, sqlx::Error> {
     let sql = format!("SELECT {PRODUCT_COLUMNS}, p.status FROM product p WHERE p.id = ?");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).bounded().await?;
     row.as_ref().map(product_row).transpose()
 }
 
@@ -143,7 +145,7 @@ const SKU_COLUMNS: &str = "id, product_id, title, price_fen, stock, attributes, 
 pub async fn list_skus(pool: &AnyPool, product_id: i64, active_only: bool) -> Result<Vec<SkuRow>, sqlx::Error> {
     let filter = if active_only { " AND status = 'active'" } else { "" };
     let sql = format!("SELECT {SKU_COLUMNS} FROM sku WHERE product_id = ?{filter} ORDER BY id");
-    let rows = sqlx::query(&sql).bind(product_id).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(product_id).fetch_all(pool).bounded().await?;
     rows.iter().map(sku_row).collect()
 }
 
@@ -156,7 +158,7 @@ pub async fn find_sku(
 ) -> Result<Option<SkuRow>, sqlx::Error> {
     let suffix = if lock { dialect.for_update() } else { "" };
     let sql = format!("SELECT {SKU_COLUMNS} FROM sku WHERE id = ?{suffix}");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(sku_row).transpose()
 }
 
@@ -165,6 +167,7 @@ pub async fn list_all_categories(pool: &AnyPool) -> Result<Vec<(CategoryRow, Str
     let rows =
         sqlx::query("SELECT id, parent_id, name, icon_url, sort_order, status FROM category ORDER BY sort_order, id")
             .fetch_all(pool)
+            .bounded()
             .await?;
     rows.iter()
         .map(|r| {
@@ -181,7 +184,7 @@ pub async fn list_all_categories(pool: &AnyPool) -> Result<Vec<(CategoryRow, Str
 }
 
 pub async fn category_exists(pool: &AnyPool, id: i64) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT id FROM category WHERE id = ?").bind(id).fetch_optional(pool).await?.is_some())
+    Ok(sqlx::query("SELECT id FROM category WHERE id = ?").bind(id).fetch_optional(pool).bounded().await?.is_some())
 }
 
 /// A value of one column change in [`update_row`].
@@ -209,7 +212,7 @@ pub async fn update_row(
         sql.push(", ");
     }
     sql.push("updated_at = ").push_bind(now).push(" WHERE id = ").push_bind(id);
-    Ok(sql.build().execute(pool).await?.rows_affected() == 1)
+    Ok(sql.build().execute(pool).bounded().await?.rows_affected() == 1)
 }
 
 /// Adds `delta` to a SKU's stock unless that takes it below zero. Returns the new stock, or `None` when the stock
@@ -226,12 +229,13 @@ pub async fn add_stock(
         .bind(sku_id)
         .bind(delta)
         .execute(&mut *conn)
+        .bounded()
         .await?
         .rows_affected();
     if updated == 0 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT stock FROM sku WHERE id = ?").bind(sku_id).fetch_one(&mut *conn).await?;
+    let row = sqlx::query("SELECT stock FROM sku WHERE id = ?").bind(sku_id).fetch_one(&mut *conn).bounded().await?;
     Ok(Some(row.try_get("stock")?))
 }
 
@@ -283,6 +287,7 @@ pub async fn list_stock_adjustments(
     .bind(sku_id)
     .bind(i64::from(limit))
     .fetch_all(pool)
+    .bounded()
     .await?;
     rows.iter()
         .map(|r| {
@@ -373,5 +378,5 @@ where
     E: Executor<'c, Database = Any>,
 {
     let sql = format!("SELECT COUNT(*) AS n FROM category{}", dialect.for_update());
-    sqlx::query(&sql).fetch_one(executor).await?.try_get("n")
+    sqlx::query(&sql).fetch_one(executor).bounded().await?.try_get("n")
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::coupons::store::{self, CampaignRow, CouponRow, NewCampaign};
+use crate::db::Bounded;
 use crate::db::{now_ms, retry_transient, rfc3339};
 use crate::domain::{check_window, cut_page, id_page, time_field, Page};
 use crate::error::{AppError, FieldError};
@@ -151,7 +152,7 @@ pub async fn create_campaign(app: &App, input: CreateCampaign) -> Result<Campaig
     let mut tx = app.db.begin_write().await?;
     let id = store::insert_campaign(&mut tx, &new, now).await?;
     let row = store::find_campaign(&mut tx, app.db.dialect, id, false).await?.ok_or(AppError::not_found("campaign"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(campaign(row, now))
 }
 
@@ -178,7 +179,7 @@ pub async fn stop_campaign(app: &App, id: i64) -> Result<Campaign, AppError> {
     }
     store::stop_campaign(&mut tx, id, now).await?;
     let row = store::find_campaign(&mut tx, app.db.dialect, id, false).await?.ok_or(AppError::not_found("campaign"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     Ok(campaign(row, now))
 }
 
@@ -214,7 +215,7 @@ pub async fn claim(app: &App, user_id: i64, campaign_id: i64) -> Result<Coupon, 
             return Err(exhausted());
         }
         let coupon_row = store::insert_coupon(&mut tx, &row, user_id, now + row.valid_days * DAY_MS, now).await?;
-        tx.commit().await?;
+        tx.commit().bounded().await?;
         Ok(coupon(coupon_row, now))
     })
     .await;

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use crate::db::Bounded;
 use crate::db::{insert_returning_id, newest_first, Dialect};
 
 pub struct CampaignRow {
@@ -78,7 +79,7 @@ pub async fn find_campaign(
 ) -> Result<Option<CampaignRow>, sqlx::Error> {
     let lock = if lock { dialect.for_update() } else { "" };
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM coupon_campaign WHERE id = ?{lock}");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(campaign_row).transpose()
 }
 
@@ -102,6 +103,7 @@ pub async fn stop_campaign(conn: &mut AnyConnection, id: i64, now: i64) -> Resul
             .bind(now)
             .bind(id)
             .execute(conn)
+            .bounded()
             .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -113,6 +115,7 @@ pub async fn take_from_quota(conn: &mut AnyConnection, id: i64, now: i64) -> Res
             .bind(now)
             .bind(id)
             .execute(conn)
+            .bounded()
             .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -122,6 +125,7 @@ pub async fn count_claimed(conn: &mut AnyConnection, campaign_id: i64, user_id: 
         .bind(campaign_id)
         .bind(user_id)
         .fetch_one(conn)
+        .bounded()
         .await?
         .try_get("n")
 }
@@ -197,7 +201,7 @@ pub async fn insert_coupon(
 /// The user's coupon (another user's is `None`).
 pub async fn find_owned(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<Option<CouponRow>, sqlx::Error> {
     let sql = format!("SELECT {COUPON_COLUMNS} FROM coupon WHERE id = ? AND user_id = ?");
-    let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(coupon_row).transpose()
 }
 
@@ -217,7 +221,7 @@ pub async fn list_for_user(
     if let Some(id) = before_id {
         query = query.bind(id);
     }
-    let rows = query.bind(limit as i64 + 1).fetch_all(pool).await?;
+    let rows = query.bind(limit as i64 + 1).fetch_all(pool).bounded().await?;
     rows.iter().map(coupon_row).collect()
 }
 
@@ -240,6 +244,7 @@ pub async fn mark_used(
     .bind(now)
     .bind(now)
     .execute(conn)
+    .bounded()
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -251,6 +256,7 @@ pub async fn give_back(conn: &mut AnyConnection, order_id: i64) -> Result<u64, s
     )
     .bind(order_id)
     .execute(conn)
+    .bounded()
     .await?;
     Ok(done.rows_affected())
 }

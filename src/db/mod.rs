@@ -15,6 +15,9 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
 
 use crate::config::{Config, DbKind};
 
+pub mod guard;
+pub use guard::Bounded;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
 
@@ -82,6 +85,10 @@ pub struct Db {
     pub dialect: Dialect,
     /// The pool's size limit (for the saturation gauge).
     pub max_connections: u32,
+    /// Fails statements fast while the database is down ([`guard`]).
+    pub breaker: std::sync::Arc<guard::Breaker>,
+    read_timeout: Duration,
+    write_timeout: Duration,
 }
 
 /// Pool sizes and timeouts, resolved from config with defaults that suit each backend.
@@ -93,6 +100,9 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     pub acquire_timeout: Duration,
     pub slow_statement: Duration,
+    /// Statement deadlines ([`guard`]).
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 impl PoolSettings {
@@ -105,6 +115,12 @@ impl PoolSettings {
             DbKind::Sqlite => (8, 1),
             DbKind::MySql => (32, 4),
         };
+        // A MySQL server can hang (frozen, partitioned): short deadlines. SQLite lives in this process; its
+        // writers queue for the file lock up to `busy_timeout` (5 s) and never hang, so its deadlines sit above that.
+        let (default_read, default_write) = match config.db_kind() {
+            DbKind::Sqlite => (10_000, 15_000),
+            DbKind::MySql => (2_000, 5_000),
+        };
         let max_connections = db.max_connections.unwrap_or(default_max);
         PoolSettings {
             max_connections,
@@ -113,6 +129,8 @@ impl PoolSettings {
             idle_timeout: Duration::from_secs(db.idle_timeout_secs),
             acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
             slow_statement: Duration::from_millis(db.slow_statement_ms),
+            read_timeout: Duration::from_millis(db.read_timeout_ms.unwrap_or(default_read)),
+            write_timeout: Duration::from_millis(db.write_timeout_ms.unwrap_or(default_write)),
         }
     }
 }
@@ -130,6 +148,7 @@ impl Db {
             DbKind::MySql => Dialect::MySql,
         };
         let settings = PoolSettings::from_config(config);
+        let write_timeout = settings.write_timeout;
         let options = AnyConnectOptions::from_str(&url)
             .context("invalid config key `database_url`")?
             .log_statements(log::LevelFilter::Debug)
@@ -145,11 +164,31 @@ impl Db {
                     for statement in session_setup(dialect) {
                         conn.execute(*statement).await?;
                     }
+                    if dialect == Dialect::MySql {
+                        server_side_timeouts(conn, write_timeout).await?;
+                    }
                     Ok(())
                 })
             })
             .connect_lazy_with(options);
-        Ok(Db { pool, dialect, max_connections: settings.max_connections })
+        Ok(Db {
+            pool,
+            dialect,
+            max_connections: settings.max_connections,
+            breaker: std::sync::Arc::new(guard::Breaker::new(Duration::from_millis(config.db.breaker_window_ms))),
+            read_timeout: settings.read_timeout,
+            write_timeout,
+        })
+    }
+
+    /// Statement bounds for a request that only reads (GET, HEAD).
+    pub fn read_guard(&self) -> guard::Guard {
+        guard::Guard { timeout: self.read_timeout, breaker: self.breaker.clone() }
+    }
+
+    /// Statement bounds for a request that writes, and for background workers.
+    pub fn write_guard(&self) -> guard::Guard {
+        guard::Guard { timeout: self.write_timeout, breaker: self.breaker.clone() }
     }
 
     /// Applies the embedded migrations of this dialect.
@@ -158,7 +197,21 @@ impl Db {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::MySql => &MYSQL_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.context("applying database migrations")?;
+        // On a connection of its own without the statement deadlines: a migration may rightly take minutes.
+        let mut conn = self.pool.acquire().await.context("connecting to apply migrations")?;
+        if self.dialect == Dialect::MySql {
+            for unbounded in [
+                "SET SESSION max_statement_time = 0",
+                "SET SESSION max_execution_time = 0",
+                "SET SESSION innodb_lock_wait_timeout = 50",
+            ] {
+                let _ = conn.execute(unbounded).await;
+            }
+        }
+        let migrated = migrator.run(&mut *conn).await.context("applying database migrations");
+        // Not back into the pool with those settings.
+        drop(conn.detach());
+        migrated?;
         Ok(())
     }
 
@@ -169,8 +222,8 @@ impl Db {
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         let started = std::time::Instant::now();
         let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::MySql => self.pool.begin().await,
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").bounded().await,
+            Dialect::MySql => self.pool.begin().bounded().await,
         };
         metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
         tx
@@ -178,7 +231,7 @@ impl Db {
 
     /// A round trip to the database, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).bounded().await.map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -192,11 +245,11 @@ pub async fn insert_returning_id<'q>(
     conn: &mut AnyConnection,
     query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
 ) -> Result<i64, sqlx::Error> {
-    let result = query.execute(&mut *conn).await?;
+    let result = query.execute(&mut *conn).bounded().await?;
     if let Some(id) = result.last_insert_id() {
         return Ok(id);
     }
-    sqlx::query("SELECT last_insert_rowid() AS id").fetch_one(&mut *conn).await?.try_get("id")
+    sqlx::query("SELECT last_insert_rowid() AS id").fetch_one(&mut *conn).bounded().await?.try_get("id")
 }
 
 /// Reads a TEXT column. Through sqlx's Any driver MySQL reports TEXT as BLOB (the protocol's type for both), so
@@ -226,6 +279,20 @@ fn session_setup(dialect: Dialect) -> &'static [&'static str] {
         // Times are stored as epoch milliseconds; UTC keeps any server-side date function honest.
         Dialect::MySql => &["SET time_zone = '+00:00'", "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"],
     }
+}
+
+/// The write deadline enforced by the server too, so a statement the client gave up on stops there: MariaDB's
+/// `max_statement_time` (seconds, every statement) or MySQL's `max_execution_time` (milliseconds, SELECT only),
+/// and row-lock waits (`innodb_lock_wait_timeout`, whole seconds) on both.
+async fn server_side_timeouts(conn: &mut AnyConnection, timeout: Duration) -> Result<(), sqlx::Error> {
+    let lock_wait = timeout.as_secs().max(1);
+    conn.execute(format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}").as_str()).await?;
+    let mariadb = format!("SET SESSION max_statement_time = {:.3}", timeout.as_secs_f64());
+    if conn.execute(mariadb.as_str()).await.is_err() {
+        let mysql = format!("SET SESSION max_execution_time = {}", timeout.as_millis());
+        let _ = conn.execute(mysql.as_str()).await;
+    }
+    Ok(())
 }
 
 /// SQLite creates the file but not its directory.
@@ -300,7 +367,7 @@ pub async fn newest_first(
     if let Some(id) = before_id {
         query = query.bind(id);
     }
-    query.bind(limit as i64 + 1).fetch_all(pool).await
+    query.bind(limit as i64 + 1).fetch_all(pool).bounded().await
 }
 
 /// Parses an RFC 3339 time (`2026-11-24T10:00:00+08:00`) into epoch milliseconds; a 422 naming `field` otherwise.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::addresses::service::Address;
 use crate::addresses::store as address_store;
+use crate::db::Bounded;
 use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
 use crate::flash_sale::gate::Gate;
@@ -142,7 +143,7 @@ async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> 
             return Ok(None);
         };
         let parked = attempts >= max && store::mark_failed(&mut tx, &purchase.id, PARKED_REASON, now).await?;
-        tx.commit().await?;
+        tx.commit().bounded().await?;
         Ok(Some((attempts, parked)))
     })
     .await;
@@ -203,7 +204,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         };
         if let Some(reason) = failure {
             store::mark_failed(&mut tx, &row.id, reason, now).await?;
-            tx.commit().await?;
+            tx.commit().bounded().await?;
             return Ok((Outcome::Failed(reason), Some(row)));
         }
         let (Some(Ok(address)), Some(sku)) = (snapshot, sku) else { unreachable!("checked above") };
@@ -234,7 +235,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         order_store::insert_items(&mut tx, order_id, &[item]).await?;
         order_store::insert_event(&mut tx, order_id, None, status, "system:flash_sale", now).await?;
         store::mark_created(&mut tx, &row.id, order_id, now).await?;
-        tx.commit().await?;
+        tx.commit().bounded().await?;
         Ok((Outcome::Created(order_id), None))
     })
     .await?;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::now_ms;
+use crate::db::Bounded;
 use crate::error::AppError;
 use crate::flash_sale::gate::Gate;
 use crate::flash_sale::store::{self, SaleRow};
@@ -120,7 +121,7 @@ async fn return_leftover(app: &App, sale: &SaleRow) -> Result<i64, AppError> {
     if leftover > 0 {
         crate::orders::store::return_stock(&mut tx, sale.sku_id, leftover, now).await?;
     }
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     tracing::info!(flash_sale_id = sale.id, leftover, "returned a closed flash sale's unsold units to its SKU");
     Ok(leftover)
 }

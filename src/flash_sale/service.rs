@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::db::Bounded;
 use crate::db::{now_ms, rfc3339};
 use crate::domain::{check_window, cut_page, id_page, time_field, Page};
 use crate::error::{AppError, FieldError};
@@ -120,7 +121,7 @@ pub async fn create(app: &App, input: CreateFlashSale) -> Result<AdminFlashSale,
     }
     let id = store::insert_sale(&mut tx, &fields, now).await?;
     let sale = store::find_sale(&mut tx, id).await?.ok_or(AppError::not_found("flash_sale"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.flash_gate.prime(&app.db, &sale).await?;
     tracing::info!(flash_sale_id = id, sku_id = sale.sku_id, stock = sale.stock, "flash sale created");
     admin_view(app, sale).await
@@ -157,7 +158,7 @@ pub async fn update(app: &App, id: i64, input: UpdateFlashSale) -> Result<AdminF
         return Err(AppError::conflict("already_started", "a flash sale can only be changed before it starts"));
     }
     let sale = store::find_sale(&mut tx, id).await?.ok_or(AppError::not_found("flash_sale"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.flash_gate.refresh(&app.db, &sale).await?;
     app.sold_out.clear(Kind::FlashSale, id);
     admin_view(app, sale).await
@@ -172,7 +173,7 @@ pub async fn end(app: &App, id: i64) -> Result<AdminFlashSale, AppError> {
         return Err(AppError::conflict("ended", format!("the sale ended at {}", rfc3339(sale.closes_at()))));
     }
     let sale = store::find_sale(&mut tx, id).await?.ok_or(AppError::not_found("flash_sale"))?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.flash_gate.refresh(&app.db, &sale).await?;
     // Answer `ended` rather than a remembered `sold_out` (other instances' flags lapse within the recheck time).
     app.sold_out.clear(Kind::FlashSale, id);

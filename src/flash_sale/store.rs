@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, QueryBuilder, Row};
 
+use crate::db::Bounded;
 use crate::db::{insert_returning_id, newest_first, Dialect};
 
 #[derive(Debug, Clone)]
@@ -89,7 +90,7 @@ pub async fn update_unstarted(
     .bind(id)
     .bind(now)
     .execute(conn)
-    .await?;
+    .bounded().await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -102,13 +103,13 @@ pub async fn end_early(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bo
     .bind(id)
     .bind(now)
     .execute(conn)
-    .await?;
+    .bounded().await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn find_sale(conn: &mut AnyConnection, id: i64) -> Result<Option<SaleRow>, sqlx::Error> {
     let sql = format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE id = ?");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(sale_row).transpose()
 }
 
@@ -134,7 +135,7 @@ pub async fn working_sales(pool: &AnyPool, now: i64) -> Result<Vec<SaleRow>, sql
     let since = now - WORK_AFTER_CLOSE_MS;
     let sql =
         format!("SELECT {SALE_COLUMNS} FROM flash_sale WHERE ends_at > ? OR stock_returned_at IS NULL ORDER BY id");
-    let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(since).fetch_all(pool).bounded().await?;
     rows.iter().map(sale_row).collect()
 }
 
@@ -200,6 +201,7 @@ pub async fn insert_purchase(
         .bind(p.decided_at)
         .bind(p.decided_at)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(())
 }
@@ -212,13 +214,13 @@ pub async fn find_purchase(
 ) -> Result<Option<PurchaseRow>, sqlx::Error> {
     let lock = lock.map_or("", |d| d.for_update());
     let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE id = ?{lock}");
-    let row = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(conn).bounded().await?;
     row.as_ref().map(purchase_row).transpose()
 }
 
 pub async fn purchases_of(pool: &AnyPool, sale_id: i64) -> Result<Vec<PurchaseRow>, sqlx::Error> {
     let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE flash_sale_id = ? ORDER BY decided_at");
-    let rows = sqlx::query(&sql).bind(sale_id).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(sale_id).fetch_all(pool).bounded().await?;
     rows.iter().map(purchase_row).collect()
 }
 
@@ -229,7 +231,7 @@ pub async fn queued(pool: &AnyPool, now: i64, limit: i64) -> Result<Vec<Purchase
         "SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE status = 'queued' AND retry_at <= ? \
          ORDER BY decided_at LIMIT ?"
     );
-    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(pool).bounded().await?;
     rows.iter().map(purchase_row).collect()
 }
 
@@ -244,6 +246,7 @@ pub async fn count_attempt(
     let counted = sqlx::query("UPDATE flash_purchase SET attempts = attempts + 1 WHERE id = ? AND status = 'queued'")
         .bind(id.to_owned())
         .execute(&mut *conn)
+        .bounded()
         .await?;
     if counted.rows_affected() != 1 {
         return Ok(None);
@@ -251,12 +254,14 @@ pub async fn count_attempt(
     let attempts: i64 = sqlx::query("SELECT attempts FROM flash_purchase WHERE id = ?")
         .bind(id.to_owned())
         .fetch_one(&mut *conn)
+        .bounded()
         .await?
         .try_get("attempts")?;
     sqlx::query("UPDATE flash_purchase SET retry_at = ? WHERE id = ?")
         .bind(retry_at(attempts))
         .bind(id.to_owned())
         .execute(&mut *conn)
+        .bounded()
         .await?;
     Ok(Some(attempts))
 }
@@ -266,6 +271,7 @@ pub async fn retry_at(pool: &AnyPool, id: &str) -> Result<i64, sqlx::Error> {
     let row = sqlx::query("SELECT retry_at FROM flash_purchase WHERE id = ?")
         .bind(id.to_owned())
         .fetch_optional(pool)
+        .bounded()
         .await?;
     row.map(|r| r.try_get::<i64, _>("retry_at")).transpose().map(Option::unwrap_or_default)
 }
@@ -278,6 +284,7 @@ pub async fn mark_created(conn: &mut AnyConnection, id: &str, order_id: i64, now
     .bind(now)
     .bind(id.to_owned())
     .execute(conn)
+    .bounded()
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -290,6 +297,7 @@ pub async fn mark_failed(conn: &mut AnyConnection, id: &str, reason: &str, now: 
     .bind(now)
     .bind(id.to_owned())
     .execute(conn)
+    .bounded()
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -306,12 +314,13 @@ pub async fn release_for_order(
     .bind(now)
     .bind(order_id)
     .execute(&mut *conn)
+    .bounded()
     .await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
     let sql = format!("SELECT {PURCHASE_COLUMNS} FROM flash_purchase WHERE order_id = ?");
-    let row = sqlx::query(&sql).bind(order_id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(order_id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(purchase_row).transpose()
 }
 
@@ -322,6 +331,7 @@ pub async fn lock_unreturned(conn: &mut AnyConnection, id: i64, now: i64) -> Res
         .bind(now)
         .bind(id)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -335,6 +345,7 @@ pub async fn mark_stock_returned(conn: &mut AnyConnection, id: i64, now: i64) ->
     .bind(now)
     .bind(id)
     .execute(conn)
+    .bounded()
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -361,7 +372,7 @@ pub async fn held_units_by_sale(
         ids.push_bind(*id);
     }
     sql.push(") AND status IN ('queued', 'created')");
-    for row in sql.build().fetch_all(conn).await? {
+    for row in sql.build().fetch_all(conn).bounded().await? {
         *held.entry(row.try_get::<i64, _>("flash_sale_id")?).or_insert(0) += row.try_get::<i64, _>("quantity")?;
     }
     Ok(held)

@@ -13,6 +13,16 @@ use axum::Json;
 
 use crate::error::{status_code_name, AppError, ErrorBody};
 
+/// Runs the request with every database statement bounded ([`crate::db::guard`]): the read deadline for GET and
+/// HEAD, the write deadline for anything else.
+pub async fn bound_statements(State(db): State<crate::db::Db>, req: Request, next: Next) -> Response {
+    let guard = match *req.method() {
+        axum::http::Method::GET | axum::http::Method::HEAD => db.read_guard(),
+        _ => db.write_guard(),
+    };
+    crate::db::guard::scope(guard, next.run(req)).await
+}
+
 /// Gives every error response the `{"code", "message"}` body, including those made by layers and the router
 /// (405, 413, …) which come with an empty or plain-text body.
 pub async fn json_errors(req: Request, next: Next) -> Response {

@@ -88,13 +88,14 @@ pub fn docs_ui() -> Router<AppState> {
 
 /// Wraps the router in the middleware every request goes through (outermost first):
 /// request id → trace span → compression → metrics → JSON error bodies → panic catcher → CORS → body limit → timeout.
-pub fn with_middleware(router: Router, config: &Config) -> Router {
+pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let body_limit = config.http.body_limit_bytes;
     let timeout: Duration = config.request_timeout();
 
     let router = router
         .fallback(route_not_found)
+        .layer(axum::middleware::from_fn_with_state(db.clone(), middleware::bound_statements))
         .layer(axum::middleware::from_fn_with_state(timeout, middleware::request_timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit));

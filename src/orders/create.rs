@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::addresses::service::Address;
 use crate::addresses::store as address_store;
 use crate::coupons;
+use crate::db::Bounded;
 
 use crate::crypto::sha256_hex;
 use crate::db::{now_ms, retry_transient, rfc3339};
@@ -98,11 +99,32 @@ pub async fn create_idempotent(
         Ok(body) => Ok((StatusCode::CREATED, body)),
         Err(error) => {
             if let Err(e) = store::release_key(pool, user_id, key).await {
-                tracing::error!(error = %e, "could not release an idempotency key");
+                // The database is sick: free the key as soon as it answers, so a retry is not refused as
+                // `request_in_progress` until the claim goes stale.
+                tracing::warn!(error = %e, "could not release an idempotency key; retrying in the background");
+                release_later(app, user_id, key.to_owned(), stale_after_ms);
             }
             Err(error)
         }
     }
+}
+
+/// Retries releasing a claimed key (every 250 ms, until the claim would go stale anyway). The failed request's
+/// transaction never committed, so its claim is all that is left; a claim that turned `done` (the commit reached
+/// the database after all) is kept by `release_key`.
+fn release_later(app: &App, user_id: i64, key: String, for_ms: i64) {
+    let db = app.db.clone();
+    let work = async move {
+        let deadline = now_ms() + for_ms;
+        while now_ms() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if store::release_key(&db.pool, user_id, &key).await.is_ok() {
+                tracing::info!(user_id, "released an idempotency key after the database recovered");
+                return;
+            }
+        }
+    };
+    tokio::spawn(crate::db::guard::scope(app.db.write_guard(), work));
 }
 
 /// The `Idempotency-Key` header: required, 1 to 255 visible ASCII characters.
@@ -253,7 +275,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     if let Some(key) = key {
         store::complete_key(&mut tx, user_id, key, 201, &body).await?;
     }
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     // A "no such order" may be cached for this id (someone probed it): drop it.
     app.order_cache.invalidate(&id.to_string()).await;
     metrics::counter!("orders_created_total").increment(1);

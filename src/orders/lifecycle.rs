@@ -5,6 +5,7 @@
 use sqlx::AnyConnection;
 
 use crate::coupons;
+use crate::db::Bounded;
 use crate::db::{now_ms, retry_transient};
 use crate::flash_sale::store::{self as flash_store, PurchaseRow};
 
@@ -76,7 +77,7 @@ pub async fn cancel(app: &App, id: i64, owner: Option<i64>, actor: Actor) -> Res
     let released = retry_transient(|| async {
         let mut tx = app.db.begin_write().await?;
         let released = cancel_in(&mut tx, id, owner, &actor).await?;
-        tx.commit().await?;
+        tx.commit().bounded().await?;
         Ok(released)
     })
     .await?;
@@ -136,7 +137,7 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
     let (_, status) = current(&mut tx, id, None).await?;
     transition(&mut tx, id, status, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
         .await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
 }
@@ -146,7 +147,7 @@ pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Resul
     let mut tx = app.db.begin_write().await?;
     let (_, status) = current(&mut tx, id, None).await?;
     transition(&mut tx, id, status, to, &actor, None).await?;
-    tx.commit().await?;
+    tx.commit().bounded().await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, QueryBuilder, Row};
 
+use crate::db::Bounded;
 use crate::db::{get_text, insert_returning_id, Dialect};
 
 /// A SKU as an order line needs it, with its product.
@@ -27,7 +28,7 @@ pub async fn skus_for_order(conn: &mut AnyConnection, sku_ids: &[i64]) -> Result
         ids.push_bind(*id);
     }
     sql.push(") ORDER BY s.id");
-    let rows = sql.build().fetch_all(conn).await?;
+    let rows = sql.build().fetch_all(conn).bounded().await?;
     rows.iter()
         .map(|r| {
             Ok(SkuForOrder {
@@ -54,6 +55,7 @@ pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, no
     .bind(sku_id)
     .bind(quantity)
     .execute(conn)
+    .bounded()
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -64,6 +66,7 @@ pub async fn return_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, 
         .bind(now)
         .bind(sku_id)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(())
 }
@@ -123,7 +126,7 @@ pub async fn insert_items(conn: &mut AnyConnection, order_id: i64, items: &[Item
             .push_bind(item.price_fen)
             .push_bind(item.quantity);
     });
-    sql.build().execute(conn).await?;
+    sql.build().execute(conn).bounded().await?;
     Ok(())
 }
 
@@ -142,6 +145,7 @@ pub async fn insert_event(
         .bind(actor.to_owned())
         .bind(now)
         .execute(conn)
+        .bounded()
         .await?;
     Ok(())
 }
@@ -187,7 +191,7 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
 
 pub async fn find_order(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE id = ?");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;
     row.as_ref().map(order_row).transpose()
 }
 
@@ -197,7 +201,7 @@ pub async fn items_of(conn: &mut AnyConnection, order_id: i64) -> Result<Vec<Ite
     )
     .bind(order_id)
     .fetch_all(conn)
-    .await?;
+    .bounded().await?;
     rows.iter()
         .map(|r| {
             Ok(ItemRow {
@@ -224,6 +228,7 @@ pub async fn events_of(pool: &AnyPool, order_id: i64) -> Result<Vec<EventRow>, s
         sqlx::query("SELECT from_status, to_status, actor, created_at FROM order_event WHERE order_id = ? ORDER BY id")
             .bind(order_id)
             .fetch_all(pool)
+            .bounded()
             .await?;
     rows.iter()
         .map(|r| {
@@ -258,6 +263,7 @@ pub async fn set_status(
     .bind(id)
     .bind(from.to_owned())
     .execute(conn)
+    .bounded()
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -297,7 +303,7 @@ pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<Orde
         sql.push(" OR (created_at = ").push_bind(created_at).push(" AND id < ").push_bind(id).push("))");
     }
     sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(f.limit));
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(pool).bounded().await?;
     rows.iter().map(order_row).collect()
 }
 
@@ -319,7 +325,7 @@ pub async fn claim_expired(
          ORDER BY pay_deadline LIMIT ?{}",
         dialect.skip_locked()
     );
-    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(conn).await?;
+    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(conn).bounded().await?;
     rows.iter().map(|r| r.try_get("id")).collect()
 }
 
@@ -331,7 +337,7 @@ pub async fn remove_from_cart(conn: &mut AnyConnection, user_id: i64, sku_ids: &
         ids.push_bind(*id);
     }
     sql.push(")");
-    sql.build().execute(conn).await?;
+    sql.build().execute(conn).bounded().await?;
     Ok(())
 }
 
@@ -368,6 +374,7 @@ pub async fn claim_key(
         .bind(now)
         .bind(expires_at)
         .execute(pool)
+        .bounded()
         .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -380,6 +387,7 @@ pub async fn find_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<Option<
     .bind(user_id)
     .bind(key.to_owned())
     .fetch_optional(pool)
+    .bounded()
     .await?;
     row.map(|r| {
         Ok(IdempotencyRow {
@@ -418,6 +426,7 @@ pub async fn retake_key(
     .bind(key.to_owned())
     .bind(claimed_at)
     .execute(pool)
+    .bounded()
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -437,7 +446,7 @@ pub async fn complete_key(
     .bind(user_id)
     .bind(key.to_owned())
     .execute(conn)
-    .await?;
+    .bounded().await?;
     Ok(())
 }
 
@@ -446,12 +455,18 @@ pub async fn release_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<(), 
         .bind(user_id)
         .bind(key.to_owned())
         .execute(pool)
+        .bounded()
         .await?;
     Ok(())
 }
 
 pub async fn delete_expired_keys(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM idempotency_key WHERE expires_at <= ?").bind(now).execute(pool).await?.rows_affected())
+    Ok(sqlx::query("DELETE FROM idempotency_key WHERE expires_at <= ?")
+        .bind(now)
+        .execute(pool)
+        .bounded()
+        .await?
+        .rows_affected())
 }
 
 /// Deletes an expired key so it can be claimed afresh.
@@ -461,6 +476,7 @@ pub async fn delete_key_if_expired(pool: &AnyPool, user_id: i64, key: &str, now:
         .bind(key.to_owned())
         .bind(now)
         .execute(pool)
+        .bounded()
         .await?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
+use crate::db::Bounded;
 use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
 use crate::jobs::FailingItems;
@@ -62,20 +63,22 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
                 let mut savepoint = tx.begin().await?;
                 match lifecycle::cancel_in(&mut savepoint, id, None, &Actor::Timeout).await {
                     Ok(released) => {
-                        savepoint.commit().await?;
+                        savepoint.commit().bounded().await?;
                         done.push((id, released));
                     }
                     // Paid or cancelled meanwhile (by the owner, or another instance): nothing to do.
-                    Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => savepoint.rollback().await?,
+                    Err(AppError::Conflict { .. }) | Err(AppError::NotFound(_)) => {
+                        savepoint.rollback().bounded().await?
+                    }
                     // A deadlock aborts the whole transaction: run the batch again.
                     Err(error) if error.is_transient() => return Err(error),
                     Err(error) => {
-                        savepoint.rollback().await?;
+                        savepoint.rollback().bounded().await?;
                         failed.push((id, error.to_string()));
                     }
                 }
             }
-            tx.commit().await?;
+            tx.commit().bounded().await?;
             Ok((ids.len(), done, failed))
         })
         .await?;

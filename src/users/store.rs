@@ -2,6 +2,7 @@
 
 use sqlx::{AnyPool, Row};
 
+use crate::db::Bounded;
 use crate::db::Dialect;
 
 pub struct UserRow {
@@ -60,6 +61,7 @@ pub async fn upsert_wechat_user(
         .bind(now)
         .bind(now)
         .execute(pool)
+        .bounded()
         .await?
         .rows_affected()
         == 1;
@@ -75,19 +77,23 @@ pub async fn upsert_wechat_user(
         .bind(identity.app_id.to_owned())
         .bind(identity.openid.to_owned())
         .execute(pool)
-        .await?;
+        .bounded().await?;
     }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM app_user WHERE app_id = ? AND openid = ?"))
         .bind(identity.app_id.to_owned())
         .bind(identity.openid.to_owned())
         .fetch_one(pool)
+        .bounded()
         .await?;
     Ok((user_row(&row)?, inserted))
 }
 
 pub async fn find_user(pool: &AnyPool, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
-    let row =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM app_user WHERE id = ?")).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM app_user WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .bounded()
+        .await?;
     row.as_ref().map(user_row).transpose()
 }
 
@@ -107,6 +113,7 @@ pub async fn update_profile(
     .bind(now)
     .bind(id)
     .execute(pool)
+    .bounded()
     .await?;
     Ok(())
 }
@@ -117,6 +124,7 @@ pub async fn set_phone(pool: &AnyPool, id: i64, phone: &str, now: i64) -> Result
         .bind(now)
         .bind(id)
         .execute(pool)
+        .bounded()
         .await?;
     Ok(())
 }
@@ -128,12 +136,17 @@ pub async fn set_status(pool: &AnyPool, id: i64, status: &str, now: i64) -> Resu
         .bind(now)
         .bind(id)
         .execute(pool)
+        .bounded()
         .await?;
     Ok(result.rows_affected() == 1)
 }
 
 /// The sealed session key (for server-side use only: decrypting WeChat payloads).
 pub async fn sealed_session_key(pool: &AnyPool, id: i64) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query("SELECT session_key_enc FROM app_user WHERE id = ?").bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query("SELECT session_key_enc FROM app_user WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .bounded()
+        .await?;
     row.map(|r| r.try_get("session_key_enc")).transpose()
 }

@@ -19,6 +19,7 @@ mod secrets;
 mod sessions;
 mod shopping;
 mod shutdown;
+mod sick_database;
 mod slow_clients;
 mod telemetry;
 mod tokens;

@@ -54,7 +54,10 @@ async fn serve(customize: impl FnOnce(&mut Config)) -> (String, reqwest::Client)
         .route("/boom", get(boom))
         .route("/slow", get(slow))
         .route("/big", get(big));
-    let router = wxshop::http::with_middleware(router, &config);
+    let dir = tempfile::tempdir().unwrap();
+    config.data_dir = dir.keep();
+    let db = wxshop::db::Db::connect_lazy(&config).unwrap();
+    let router = wxshop::http::with_middleware(router, &config, &db);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

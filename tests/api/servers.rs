@@ -2,6 +2,8 @@
 //! or flush them: the machine's shared MariaDB and Redis are never touched.
 
 use std::process::{Child, Command, Stdio};
+
+use sqlx::Connection;
 use std::time::Duration;
 
 /// A free TCP port on loopback (bound, then released).
@@ -76,6 +78,99 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A private MariaDB server (`mariadbd` from the machine's packages) on its own port and data dir, with a
+/// `wxshop` database, reachable as root without a password on loopback. It can be frozen (SIGSTOP: connections
+/// stay open, nothing answers), thawed, killed and started again on the same data.
+pub struct OwnMariaDb {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl OwnMariaDb {
+    pub async fn start() -> OwnMariaDb {
+        let dir = tempfile::tempdir().unwrap();
+        let installed = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db is installed (scripts/services.sh)");
+        assert!(installed.success(), "mariadb-install-db failed");
+        let mut server = OwnMariaDb { port: free_port(), child: None, dir };
+        server.restart().await;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&format!("mysql://root@127.0.0.1:{}/mysql", server.port))
+            .await
+            .expect("connect to the private MariaDB");
+        sqlx::query("CREATE DATABASE wxshop CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/wxshop", self.port)
+    }
+
+    /// Starts the server (again) on its data dir.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let data = self.dir.path().join("data");
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-log-bin"])
+            .args(["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", self.dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", self.dir.path().join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd is installed (scripts/services.sh)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("mariadbd", Duration::from_secs(30), || answers(port)).await;
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    /// SIGSTOP: the server keeps its connections and answers nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Kills it: connections are refused until [`restart`](Self::restart).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let port = self.port;
+        wait_until("mariadbd stop", Duration::from_secs(10), || !answers(port)).await;
+    }
+}
+
+impl Drop for OwnMariaDb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
