@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite once: the alert rules (promtool), then the embedded backends (SQLite, in-process) and
-# MariaDB + Redis.
+# MariaDB + Redis, then the OpenAPI-driven fuzz stage (scripts/fuzz.sh, Schemathesis) on both backends.
 # Installs and starts MariaDB and Redis when missing (scripts/services.sh). Extra arguments go to `cargo test`.
 # Point WXSHOP_TEST_DATABASE_URL / WXSHOP_TEST_REDIS_URL elsewhere to use other servers.
 set -euo pipefail
@@ -16,6 +16,10 @@ echo "test.sh: MariaDB at ${WXSHOP_TEST_DATABASE_URL%%@*}@…, Redis at $WXSHOP_
 status=0
 bash scripts/check-deploy.sh || status=$?
 cargo test --locked "$@" || status=$?
+# The fuzz stage runs the binary `cargo test` just built; skipped when the tests were filtered (extra arguments).
+if [ "$#" -eq 0 ]; then
+    bash scripts/fuzz.sh || status=$?
+fi
 
 # Tests drop their own databases and keys as they end; a test binary that exits first can leave a few behind.
 if [ "$WXSHOP_TEST_DATABASE_URL" = "mysql://wxshop_test:wxshop_test@127.0.0.1:3306/" ]; then

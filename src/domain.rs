@@ -1,7 +1,5 @@
 //! Value types shared by every capability, parsed at the boundary: money, page sizes and cursors.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -58,11 +56,16 @@ impl PageLimit {
     }
 }
 
-/// An opaque keyset-pagination cursor: the sort key of the last item of a page.
+/// A keyset-pagination cursor: the sort key of the last item of a page, written as its non-negative integers
+/// joined by `.` (`1732960000000.42`). Clients pass back the `next_cursor` they were given; the OpenAPI document
+/// describes the form exactly ([`Cursor::pattern`]), so any cursor a client can build from it is accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(Vec<i64>);
 
 impl Cursor {
+    /// The most digits a key may have (any such number fits an `i64`).
+    const MAX_DIGITS: usize = 18;
+
     pub fn new(keys: Vec<i64>) -> Cursor {
         Cursor(keys)
     }
@@ -70,14 +73,24 @@ impl Cursor {
     /// Parses a cursor that must hold `arity` keys; anything else is a 400 `invalid_parameter`.
     pub fn parse(text: &str, arity: usize) -> Result<Cursor, AppError> {
         let invalid = || AppError::invalid_parameter("cursor is not valid; use the next_cursor of a previous page");
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-        let body = text.strip_prefix("v1:").ok_or_else(invalid)?;
-        let keys = body.split(',').map(|k| k.parse::<i64>()).collect::<Result<Vec<_>, _>>().map_err(|_| invalid())?;
+        let keys = text
+            .split('.')
+            .map(|k| {
+                let digits = !k.is_empty() && k.len() <= Self::MAX_DIGITS && k.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| k.parse::<i64>().ok()).flatten()
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(invalid)?;
         if keys.len() != arity {
             return Err(invalid());
         }
         Ok(Cursor(keys))
+    }
+
+    /// The regular expression a cursor of `arity` keys matches (also the empty string: no cursor).
+    pub fn pattern(arity: usize) -> String {
+        let key = format!("[0-9]{{1,{}}}", Self::MAX_DIGITS);
+        format!("^({})?$", vec![key; arity].join("\\."))
     }
 
     pub fn keys(&self) -> &[i64] {
@@ -85,8 +98,7 @@ impl Cursor {
     }
 
     pub fn encode(&self) -> String {
-        let body = self.0.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        URL_SAFE_NO_PAD.encode(format!("v1:{body}"))
+        self.0.iter().map(|k| k.max(&0).to_string()).collect::<Vec<_>>().join(".")
     }
 }
 
@@ -128,6 +140,24 @@ pub fn check_human_text(field: &str, value: &str, max: usize, required: bool, er
     if let Some(problem) = human_text_problem(value, max, required) {
         errors.push(FieldError::new(field, problem));
     }
+}
+
+/// Characters no human text may hold: controls (Unicode Cc) and bidi overrides, isolates and marks.
+const FORBIDDEN_CLASS: &str = r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069";
+/// Characters that show nothing: white space (Unicode White_Space, as `char::is_whitespace`) and the invisible
+/// ones of [`is_invisible`].
+const BLANK_CLASS: &str =
+    r"\s\u0085\u00A0\u1680\u2000-\u200D\u2028\u2029\u202F\u205F\u2060\u3000\uFEFF\u180E\u3164\u115F\u1160";
+
+/// The regular expression (ECMA-262, for the OpenAPI document) of text [`human_text_problem`] accepts as
+/// required: no forbidden character, at least one visible one.
+pub fn human_text_pattern() -> String {
+    format!("^[^{FORBIDDEN_CLASS}]*[^{FORBIDDEN_CLASS}{BLANK_CLASS}][^{FORBIDDEN_CLASS}]*$")
+}
+
+/// [`human_text_pattern`] or the empty string, for optional text.
+pub fn optional_text_pattern() -> String {
+    format!("^([^{FORBIDDEN_CLASS}]*[^{FORBIDDEN_CLASS}{BLANK_CLASS}][^{FORBIDDEN_CLASS}]*)?$")
 }
 
 fn is_bidi_control(c: char) -> bool {
@@ -251,8 +281,11 @@ mod tests {
         let cursor = Cursor::new(vec![1_700_000_000_000, 42]);
         assert_eq!(Cursor::parse(&cursor.encode(), 2).unwrap(), cursor);
         assert!(Cursor::parse(&cursor.encode(), 1).is_err());
-        for bad in ["", "!!!", "djE6YQ", "eHl6"] {
+        assert_eq!(cursor.encode(), "1700000000000.42");
+        for bad in ["", "!!!", "djE6YQ", "1.", ".1", "-1", "1e3", "1234567890123456789"] {
             assert_eq!(Cursor::parse(bad, 1).unwrap_err().code(), "invalid_parameter", "{bad}");
         }
+        let pattern = Cursor::pattern(2);
+        assert_eq!(pattern, "^([0-9]{1,18}\\.[0-9]{1,18})?$");
     }
 }

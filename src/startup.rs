@@ -67,7 +67,7 @@ impl Application {
         let refresh_key = crate::crypto::hmac_sha256(&data_key, b"wxshop refresh-token successor key").to_vec();
 
         let (api, openapi) = http::api_router().split_for_parts();
-        let openapi_json = Bytes::from(openapi.to_json().context("rendering the OpenAPI document")?);
+        let openapi_json = Bytes::from(http::document::render(openapi).context("rendering the OpenAPI document")?);
         let metrics = telemetry::prometheus();
         spawn_metrics_upkeep(metrics.clone());
         let redis_for_gate = redis.clone();

@@ -43,7 +43,8 @@ pub async fn admin_list_categories(
 /// Creates a category.
 #[utoipa::path(post, path = "/admin/api/v1/categories", tag = "admin", security(("bearer" = [])),
     request_body = CreateCategory,
-    responses((status = 201, body = AdminCategory), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = AdminCategory), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`category_not_found`: no such parent"), (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_create_category(
     State(state): State<AppState>,
@@ -97,7 +98,8 @@ pub async fn admin_list_products(
 /// Creates a product with its SKUs, on sale at once.
 #[utoipa::path(post, path = "/admin/api/v1/products", tag = "admin", security(("bearer" = [])),
     request_body = CreateProduct,
-    responses((status = 201, body = AdminProduct), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = AdminProduct), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`category_not_found`"), (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_create_product(
     State(state): State<AppState>,
@@ -123,7 +125,8 @@ pub async fn admin_get_product(
 /// Edits a product; `status: delisted` takes it off the storefront.
 #[utoipa::path(patch, path = "/admin/api/v1/products/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body = UpdateProduct,
-    responses((status = 200, body = AdminProduct), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = AdminProduct),
+        (status = 404, body = ErrorBody, description = "`product_not_found`, `category_not_found`"), (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_update_product(
     State(state): State<AppState>,

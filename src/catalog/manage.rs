@@ -169,12 +169,14 @@ pub async fn create_category(app: &App, input: CreateCategory) -> Result<AdminCa
     let mut check = Check::default();
     check.text("name", Some(&input.name), 64, true);
     check.url("icon_url", input.icon_url.as_deref());
+    check.range("sort_order", input.sort_order, -1_000_000, 1_000_000);
+    check.done()?;
+    // A reference to a row that does not exist is a 404 naming it, as for ids in the path.
     if let Some(parent) = input.parent_id {
         if !store::category_exists(&app.db.pool, parent).await? {
-            check.fail("parent_id", "no such category");
+            return Err(AppError::not_found("category"));
         }
     }
-    check.done()?;
     let mut tx = app.db.begin_write().await?;
     let new = NewCategory {
         parent_id: input.parent_id,
@@ -193,6 +195,7 @@ pub async fn update_category(app: &App, id: i64, input: UpdateCategory) -> Resul
     check.text("name", input.name.as_deref(), 64, true);
     check.url("icon_url", input.icon_url.as_deref());
     check.one_of("status", input.status.as_deref(), &["active", "delisted"]);
+    check.range("sort_order", input.sort_order, -1_000_000, 1_000_000);
     check.done()?;
     let mut changes = Vec::new();
     if let Some(v) = input.name {
@@ -307,10 +310,10 @@ pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProd
         check.sku(&format!("skus[{i}]."), Some(&sku.title), Some(sku.price_fen), Some(sku.stock));
         check.attributes(&format!("skus[{i}].attributes"), sku.attributes.as_ref());
     }
-    if !store::category_exists(&app.db.pool, input.category_id).await? {
-        check.fail("category_id", "no such category");
-    }
     check.done()?;
+    if !store::category_exists(&app.db.pool, input.category_id).await? {
+        return Err(AppError::not_found("category"));
+    }
     let now = now_ms();
     let images = serde_json::to_string(&input.image_urls.unwrap_or_default()).map_err(anyhow::Error::from)?;
     let mut tx = app.db.begin_write().await?;
@@ -344,12 +347,12 @@ pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<
     check.text("description", input.description.as_deref(), 10_000, false);
     check_images(&mut check, input.image_urls.as_ref());
     check.one_of("status", input.status.as_deref(), &["on_sale", "delisted"]);
+    check.done()?;
     if let Some(category) = input.category_id {
         if !store::category_exists(&app.db.pool, category).await? {
-            check.fail("category_id", "no such category");
+            return Err(AppError::not_found("category"));
         }
     }
-    check.done()?;
     let mut changes = Vec::new();
     if let Some(v) = input.category_id {
         changes.push(("category_id", SetValue::Int(v)));

@@ -259,9 +259,7 @@ pub async fn discount_for(
     items_total: i64,
     now: i64,
 ) -> Result<i64, AppError> {
-    let coupon = store::find_owned(conn, user_id, coupon_id)
-        .await?
-        .ok_or_else(|| AppError::validation("coupon_id", "no such coupon").with_code("coupon_not_found"))?;
+    let coupon = store::find_owned(conn, user_id, coupon_id).await?.ok_or(AppError::not_found("coupon"))?;
     if coupon.status != "unused" {
         return Err(AppError::conflict("coupon_used", "this coupon has been used"));
     }

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/admin/api/v1/flash-sales", tag = "admin", security(("bearer" = [])),
     request_body = CreateFlashSale,
     responses((status = 201, body = AdminFlashSale), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`sku_not_found`"),
         (status = 409, body = ErrorBody, description = "`insufficient_stock`"), (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_create_flash_sale(

@@ -64,12 +64,12 @@ pub async fn attempt(
     body: &[u8],
 ) -> Result<PurchaseAccepted, AppError> {
     let request: Purchase = parse_json(body)?;
+    if request.address_id <= 0 {
+        return Err(AppError::not_found("address"));
+    }
     let mut fields = Vec::new();
     if !(1..=MAX_PER_USER).contains(&request.quantity) {
         fields.push(FieldError::new("quantity", format!("1 to {MAX_PER_USER}")));
-    }
-    if request.address_id <= 0 {
-        fields.push(FieldError::new("address_id", "no such address"));
     }
     if !fields.is_empty() {
         return Err(AppError::Validation(fields));

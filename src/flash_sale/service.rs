@@ -113,7 +113,7 @@ pub async fn create(app: &App, input: CreateFlashSale) -> Result<AdminFlashSale,
     let mut tx = app.db.begin_write().await?;
     let sku = order_store::skus_for_order(&mut tx, &[fields.sku_id]).await?.into_iter().next();
     if sku.is_none() {
-        return Err(AppError::validation("sku_id", "no such SKU"));
+        return Err(AppError::not_found("sku"));
     }
     // The sale's units leave the SKU's ordinary stock now, so no unit is sold twice.
     if !order_store::take_stock(&mut tx, fields.sku_id, fields.stock, now).await? {

@@ -1,8 +1,10 @@
 //! HTTP plumbing: the router of every capability, the middleware stack and the error-producing extractors.
 
+pub mod document;
 pub mod extract;
 pub mod middleware;
 pub mod ops;
+pub mod request_schemas;
 pub mod serve;
 pub mod strict_json;
 

@@ -6,6 +6,8 @@
 //!   form (`[null, null]` for `{"nickname": null, "avatar_url": null}`), which no client means and the OpenAPI
 //!   document does not describe.
 //!
+//! - a whole number written as a float (`2.0`) is an integer, as JSON Schema's `integer` says.
+//!
 //! The body is read into a [`Value`] with the duplicate check, then deserialized through [`Strict`], a thin
 //! deserializer over that value that refuses anything but an object for a struct, at every depth.
 
@@ -98,6 +100,10 @@ impl<'de> Deserializer<'de> for Strict {
                 }
             }
             Value::Object(map) => visitor.visit_map(StrictMap { entries: map.into_iter(), value: None }),
+            // JSON Schema's `integer` includes `2.0`; so does ours.
+            Value::Number(n) if n.as_f64().is_some_and(integral) && !n.is_i64() && !n.is_u64() => {
+                visitor.visit_i64(n.as_f64().unwrap_or_default() as i64)
+            }
             other => other.deserialize_any(visitor),
         }
     }
@@ -150,6 +156,11 @@ impl IntoDeserializer<'_, serde_json::Error> for Strict {
     fn into_deserializer(self) -> Strict {
         self
     }
+}
+
+/// A float that is a whole number an `i64` holds exactly.
+fn integral(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0
 }
 
 fn unexpected(value: &Value) -> de::Unexpected<'_> {
@@ -248,6 +259,12 @@ mod tests {
         assert!(read(r#"{"lines": [], "lines": []}"#).unwrap_err().to_string().contains("duplicate key `lines`"));
         let nested = read(r#"{"lines": [], "tags": {"a": 1, "a": 2}}"#).unwrap_err();
         assert!(nested.to_string().contains("duplicate key `a`"), "{nested}");
+    }
+
+    #[test]
+    fn whole_floats_are_integers() {
+        assert_eq!(read(r#"{"lines": [{"sku_id": 1.0, "quantity": 2e0}]}"#).unwrap().lines[0].quantity, 2);
+        assert!(read(r#"{"lines": [{"sku_id": 1.5, "quantity": 2}]}"#).is_err());
     }
 
     #[test]

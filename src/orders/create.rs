@@ -154,9 +154,6 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
         }
         *merged.entry(line.sku_id).or_insert(0) += line.quantity;
     }
-    if merged.values().any(|q| *q > MAX_QUANTITY) && fields.is_empty() {
-        fields.push(FieldError::new("items", format!("at most {MAX_QUANTITY} of one SKU")));
-    }
     if fields.is_empty() {
         Ok(merged)
     } else {
@@ -185,9 +182,8 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
             lines(cart.into_iter().map(|(sku_id, quantity)| LineInput { sku_id, quantity }).collect())?
         }
     };
-    let address = address_store::find_owned(&mut tx, user_id, request.address_id)
-        .await?
-        .ok_or_else(|| AppError::validation("address_id", "no such address"))?;
+    let address =
+        address_store::find_owned(&mut tx, user_id, request.address_id).await?.ok_or(AppError::not_found("address"))?;
 
     let sku_ids: Vec<i64> = wanted.keys().copied().collect();
     let skus = store::skus_for_order(&mut tx, &sku_ids).await?;

@@ -34,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 201, body = Order),
         (status = 400, body = ErrorBody, description = "`invalid_parameter`: no or a malformed Idempotency-Key; `invalid_json`"),
+        (status = 404, body = ErrorBody, description = "`address_not_found`, `coupon_not_found`, `sku_not_found`: a referenced row the user cannot see"),
         (status = 409, body = ErrorBody, description = "`insufficient_stock` (naming the SKU), `sku_unavailable`, `request_in_progress`"),
         (status = 422, body = ErrorBody, description = "`validation_failed`, `idempotency_key_mismatch`"),
     ))]

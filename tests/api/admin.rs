@@ -263,11 +263,12 @@ async fn catalog_input_is_validated() {
     for backend in backends() {
         let app = spawn_app(&backend).await;
         let operator = app.admin_token("operator").await;
+        // A category that does not exist is a 404, as the product's own id would be.
+        let unknown =
+            json!({"category_id": 999999, "title": "x", "skus": [{"title": "a", "price_fen": 1, "stock": 1}]});
+        let (status, error) = app.post("/admin/api/v1/products", &unknown, Some(&operator)).await;
+        assert_eq!((status, error["code"].as_str()), (404, Some("category_not_found")), "{error}");
         for (body, field) in [
-            (
-                json!({"category_id": 999999, "title": "x", "skus": [{"title": "a", "price_fen": 1, "stock": 1}]}),
-                "category_id",
-            ),
             (json!({"category_id": 1, "title": "", "skus": [{"title": "a", "price_fen": 1, "stock": 1}]}), "title"),
             (json!({"category_id": 1, "title": "x", "skus": []}), "skus"),
             (

@@ -98,10 +98,17 @@ async fn campaigns_claims_and_coupons_on_orders() {
         assert_eq!(placed["total_fen"].as_i64().unwrap(), price * quantity - 500);
         let (status, _, body) = order(quantity, "o-2").await;
         assert_eq!((status, body["code"].as_str()), (409, Some("coupon_used")), "{body}");
-        let bob_coupon = json!({"items": [{"sku_id": sku, "quantity": quantity}], "address_id": address["id"],
+        let (_, bob_address) = app
+            .post(
+                "/api/v1/addresses",
+                &json!({"recipient": "B", "phone": "13800000001", "province": "浙江省", "city": "杭州市", "detail": "2 号"}),
+                Some(&bob.access_token),
+            )
+            .await;
+        let bob_coupon = json!({"items": [{"sku_id": sku, "quantity": quantity}], "address_id": bob_address["id"],
                                 "coupon_id": coupon_id});
         let (status, _, body) = app.post_keyed("/api/v1/orders", &bob_coupon, &bob.access_token, "b-1").await;
-        assert_eq!(status, 422, "someone else's coupon: {body}");
+        assert_eq!((status, body["code"].as_str()), (404, Some("coupon_not_found")), "someone else's coupon: {body}");
         let (status, mine) = app.get_auth("/api/v1/me/coupons", &alice.access_token).await;
         assert_eq!((status, mine["items"][0]["status"].as_str()), (200, Some("used")), "{mine}");
         let order_id = placed["id"].as_i64().unwrap();

@@ -86,3 +86,45 @@ async fn docs_ui_is_served_from_the_binary() {
     let config = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
     assert!(config.contains("/openapi.json"), "{config}");
 }
+
+/// Every status the shared machinery can answer is documented, and the shared limits are schema constraints
+/// (the fuzz stage, scripts/fuzz.sh, checks the rest against the running server).
+#[tokio::test]
+async fn the_document_lists_shared_errors_and_limits() {
+    let app = spawn_app(&Backend::Embedded).await;
+    let (_, spec) = app.get_json("/openapi.json").await;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let has = |status: &str| responses.contains_key(status);
+            assert!(has("503"), "{method} {path}: 503");
+            if operation["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(has("401"), "{method} {path}: 401");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(has(status), "{method} {path}: {status}");
+                }
+            }
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                match parameter["name"].as_str().unwrap() {
+                    "limit" => assert_eq!(
+                        (parameter["schema"]["minimum"].as_i64(), parameter["schema"]["maximum"].as_i64()),
+                        (Some(1), Some(100)),
+                        "{method} {path}"
+                    ),
+                    "cursor" => assert!(parameter["schema"]["pattern"].is_string(), "{method} {path}"),
+                    "Idempotency-Key" => {
+                        assert_eq!(parameter["schema"]["maxLength"], 255, "{method} {path}");
+                        assert_eq!(parameter["required"], true, "{method} {path}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let order = &spec["components"]["schemas"]["CreateOrder"];
+    assert_eq!(order["oneOf"].as_array().map(Vec::len), Some(2), "either items or from_cart: {order}");
+    let address = &spec["components"]["schemas"]["NewAddress"];
+    assert_eq!(address["properties"]["recipient"]["maxLength"], 32, "{address}");
+}

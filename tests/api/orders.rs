@@ -98,7 +98,8 @@ async fn an_order_takes_stock_at_server_prices_and_belongs_to_its_owner() {
         let (_, theirs) = app.post("/api/v1/addresses", &address("thief"), Some(&thief)).await;
         let body = json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": theirs["id"]});
         let (status, text) = order(&app, &token, "k-3", &body).await;
-        assert_eq!(status, 422, "{text}");
+        assert_eq!(status, 404, "{text}");
+        assert!(text.contains("address_not_found"), "{text}");
     }
 }
 
