@@ -266,6 +266,9 @@ fn apply(inner: &Inner, payload: &str) {
 
 /// Makes the copy equal to the table (expired rows are deleted first) and marks it loaded.
 async fn reload(inner: &Inner) -> Result<(), sqlx::Error> {
+    // Only entries the copy held before reading may be dropped for missing from the table: one added meanwhile
+    // (a revocation made on this instance) may be newer than what the read saw.
+    let before: HashSet<String> = inner.entries.iter().map(|(key, _)| key.as_ref().clone()).collect();
     let now = now_ms();
     sqlx::query("DELETE FROM revocation WHERE expires_at <= ?").bind(now).execute(&inner.db.pool).bounded().await?;
     let rows =
@@ -277,10 +280,8 @@ async fn reload(inner: &Inner) -> Result<(), sqlx::Error> {
         present.insert(key);
     }
     // Lifted while nobody told us.
-    for (key, _) in inner.entries.iter() {
-        if !present.contains(key.as_str()) {
-            inner.entries.invalidate(key.as_str());
-        }
+    for key in before.difference(&present) {
+        inner.entries.invalidate(key);
     }
     inner.loaded.store(true, Ordering::SeqCst);
     Ok(())

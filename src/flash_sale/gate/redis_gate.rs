@@ -1,255 +1,16 @@
-//! The purchase decision: window, stock, the buyer's count, all checked and changed in one atomic step.
-//!
-//! Two implementations, chosen at start-up:
-//! - **Redis** (scale-out): one Lua script per decision over the sale's keys, which share the hash tag
-//!   `{fs:<id>}` (one Redis Cluster slot). A won decision is recorded (`decided`) and handed off on the sale's
-//!   stream in the same script, so it cannot be lost between deciding and queueing; orders are made from the
-//!   stream by a consumer group (see `handoff`).
-//! - **Local** (embedded, one instance): the same checks in process under the sale's lock; a won decision is
-//!   written to `flash_purchase` as `queued` before it counts, and that table is the hand-off queue.
-//!
-//! The database is the truth either way: a purchase `queued` or `created` holds units, `failed` or `released`
-//! does not. Redis is rebuilt from it when its keys are gone, and `reconcile` brings them back into agreement.
+//! The scale-out gate: one Lua script per decision over the sale's keys (one Redis Cluster slot); a won
+//! decision is recorded and appended to the sale's stream in the same script.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::Script;
 
+use super::{new_purchase_id, Attempt, Decision, GROUP, KEEP_AFTER_CLOSE_MS};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::flash_sale::store::{self, PurchaseRow, SaleRow};
 use crate::kv::Redis;
-
-/// Redis keeps a sale's keys this long after it closes (orders made from it can be cancelled for a while).
-const KEEP_AFTER_CLOSE_MS: i64 = 7 * 24 * 3600 * 1_000;
-/// The consumer group that turns won purchases into orders.
-pub const GROUP: &str = "orders";
-
-/// One purchase attempt.
-pub struct Attempt<'a> {
-    pub sale_id: i64,
-    pub user_id: i64,
-    pub quantity: i64,
-    pub address_id: i64,
-    pub key: &'a str,
-    pub now: i64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    Won {
-        purchase_id: String,
-        remaining: i64,
-    },
-    /// The same user and Idempotency-Key won before: the first purchase (to compare the request with).
-    Replay {
-        purchase_id: String,
-        quantity: i64,
-        address_id: i64,
-    },
-    SoldOut {
-        remaining: i64,
-    },
-    LimitReached,
-    NotStarted,
-    Ended,
-    /// The gate does not know this sale (no such sale, or Redis has not been primed with it).
-    Unknown,
-}
-
-pub enum Gate {
-    Local(LocalGate),
-    Redis(Box<RedisGate>),
-}
-
-/// A new purchase id; it starts with the sale id so a status lookup knows the sale's keys.
-pub fn new_purchase_id(sale_id: i64) -> String {
-    format!("{sale_id}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The sale a purchase id belongs to.
-pub fn sale_of(purchase_id: &str) -> Option<i64> {
-    let (sale, rest) = purchase_id.split_once('-')?;
-    if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    sale.parse().ok().filter(|id| *id > 0)
-}
-
-impl Gate {
-    pub fn new(redis: Option<Redis>) -> Gate {
-        match redis {
-            Some(redis) => Gate::Redis(Box::new(RedisGate::new(redis))),
-            None => Gate::Local(LocalGate { sales: std::sync::Mutex::new(HashMap::new()) }),
-        }
-    }
-
-    pub async fn decide(&self, db: &Db, attempt: &Attempt<'_>) -> Result<Decision, AppError> {
-        match self {
-            Gate::Local(local) => local.decide(db, attempt).await,
-            Gate::Redis(redis) => Ok(redis.decide(attempt).await?),
-        }
-    }
-
-    /// Makes the gate know `sale` (Redis: built from the database when its keys are missing).
-    pub async fn prime(&self, db: &Db, sale: &SaleRow) -> Result<bool, AppError> {
-        match self {
-            Gate::Local(local) => local.reload(db, sale.id).await.map(|_| true),
-            Gate::Redis(redis) => redis.init(db, sale).await,
-        }
-    }
-
-    /// After an admin change to the sale's stock, limit or window.
-    pub async fn refresh(&self, db: &Db, sale: &SaleRow) -> Result<(), AppError> {
-        match self {
-            Gate::Local(local) => local.reload(db, sale.id).await,
-            Gate::Redis(redis) => {
-                if !redis.sync(sale).await? {
-                    redis.init(db, sale).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The purchase no longer holds its units (order failed or cancelled; the database says so already).
-    pub async fn release(&self, db: &Db, purchase: &PurchaseRow) -> Result<(), AppError> {
-        match self {
-            Gate::Local(local) => local.reload(db, purchase.sale_id).await,
-            Gate::Redis(redis) => redis.settle(purchase, false).await.map(|_| ()).map_err(AppError::from),
-        }
-    }
-
-    /// What is left of each sale, where the gate knows it.
-    pub async fn remaining(&self, db: &Db, sales: &[SaleRow]) -> Result<Vec<Option<i64>>, AppError> {
-        match self {
-            Gate::Local(local) => {
-                let mut left = Vec::with_capacity(sales.len());
-                for sale in sales {
-                    left.push(local.remaining(db, sale.id).await?);
-                }
-                Ok(left)
-            }
-            Gate::Redis(redis) => Ok(redis.remaining(sales).await?),
-        }
-    }
-}
-
-/// A sale's state in process (embedded).
-struct LocalSale {
-    remaining: i64,
-    limit: i64,
-    starts_at: i64,
-    closes_at: i64,
-    bought: HashMap<i64, i64>,
-    /// (user, Idempotency-Key) → (purchase id, quantity, address id).
-    keys: HashMap<(i64, String), (String, i64, i64)>,
-}
-
-type Slot = Arc<tokio::sync::Mutex<Option<LocalSale>>>;
-
-pub struct LocalGate {
-    sales: std::sync::Mutex<HashMap<i64, Slot>>,
-}
-
-impl LocalGate {
-    fn slot(&self, sale_id: i64) -> Slot {
-        let mut sales = self.sales.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sales.entry(sale_id).or_default().clone()
-    }
-
-    async fn load(db: &Db, sale_id: i64) -> Result<Option<LocalSale>, AppError> {
-        let mut conn = db.pool.acquire().await?;
-        let Some(sale) = store::find_sale(&mut conn, sale_id).await? else { return Ok(None) };
-        drop(conn);
-        let mut state = LocalSale {
-            remaining: sale.stock,
-            limit: sale.per_user_limit,
-            starts_at: sale.starts_at,
-            closes_at: sale.closes_at(),
-            bought: HashMap::new(),
-            keys: HashMap::new(),
-        };
-        for p in store::purchases_of(&db.pool, sale_id).await? {
-            if p.holds() {
-                state.remaining -= p.quantity;
-                *state.bought.entry(p.user_id).or_default() += p.quantity;
-            }
-            state.keys.insert((p.user_id, p.idem_key), (p.id, p.quantity, p.address_id));
-        }
-        Ok(Some(state))
-    }
-
-    async fn reload(&self, db: &Db, sale_id: i64) -> Result<(), AppError> {
-        let slot = self.slot(sale_id);
-        let mut state = slot.lock().await;
-        *state = Self::load(db, sale_id).await?;
-        Ok(())
-    }
-
-    async fn remaining(&self, db: &Db, sale_id: i64) -> Result<Option<i64>, AppError> {
-        let slot = self.slot(sale_id);
-        let mut state = slot.lock().await;
-        if state.is_none() {
-            *state = Self::load(db, sale_id).await?;
-        }
-        Ok(state.as_ref().map(|s| s.remaining.max(0)))
-    }
-
-    async fn decide(&self, db: &Db, a: &Attempt<'_>) -> Result<Decision, AppError> {
-        let slot = self.slot(a.sale_id);
-        // Decisions on one sale run one at a time, each including its write to the database.
-        let mut state = slot.lock().await;
-        if state.is_none() {
-            *state = Self::load(db, a.sale_id).await?;
-        }
-        let Some(sale) = state.as_mut() else { return Ok(Decision::Unknown) };
-        if let Some((purchase_id, quantity, address_id)) = sale.keys.get(&(a.user_id, a.key.to_owned())) {
-            return Ok(Decision::Replay {
-                purchase_id: purchase_id.clone(),
-                quantity: *quantity,
-                address_id: *address_id,
-            });
-        }
-        if a.now >= sale.closes_at {
-            return Ok(Decision::Ended);
-        }
-        if a.now < sale.starts_at {
-            return Ok(Decision::NotStarted);
-        }
-        if sale.remaining <= 0 {
-            return Ok(Decision::SoldOut { remaining: 0 });
-        }
-        let bought = sale.bought.get(&a.user_id).copied().unwrap_or(0);
-        if bought + a.quantity > sale.limit {
-            return Ok(Decision::LimitReached);
-        }
-        if sale.remaining < a.quantity {
-            return Ok(Decision::SoldOut { remaining: sale.remaining });
-        }
-        let purchase = PurchaseRow {
-            id: new_purchase_id(a.sale_id),
-            sale_id: a.sale_id,
-            user_id: a.user_id,
-            quantity: a.quantity,
-            address_id: a.address_id,
-            idem_key: a.key.to_owned(),
-            status: "queued".into(),
-            order_id: None,
-            reason: None,
-            decided_at: a.now,
-        };
-        // Durable before it counts: if this write fails, nothing was decided.
-        let mut conn = db.pool.acquire().await?;
-        store::insert_purchase(&mut conn, db.dialect, &purchase, false).await?;
-        sale.remaining -= a.quantity;
-        *sale.bought.entry(a.user_id).or_default() += a.quantity;
-        sale.keys.insert((a.user_id, a.key.to_owned()), (purchase.id.clone(), a.quantity, a.address_id));
-        Ok(Decision::Won { purchase_id: purchase.id, remaining: sale.remaining })
-    }
-}
 
 /// A sale's keys; `{fs:<id>}` is the hash tag, so they live in one Redis Cluster slot.
 pub struct SaleKeys {
@@ -409,7 +170,7 @@ return {fixed, user_fixes}
 "#;
 
 impl RedisGate {
-    fn new(redis: Redis) -> RedisGate {
+    pub(super) fn new(redis: Redis) -> RedisGate {
         RedisGate {
             redis,
             decide: Script::new(DECIDE),
@@ -431,7 +192,7 @@ impl RedisGate {
         }
     }
 
-    async fn decide(&self, a: &Attempt<'_>) -> redis::RedisResult<Decision> {
+    pub(super) async fn decide(&self, a: &Attempt<'_>) -> redis::RedisResult<Decision> {
         let k = self.keys(a.sale_id);
         let purchase_id = new_purchase_id(a.sale_id);
         let reply: Vec<String> = self
@@ -469,7 +230,7 @@ impl RedisGate {
         })
     }
 
-    fn expire_at(sale: &SaleRow) -> i64 {
+    pub(super) fn expire_at(sale: &SaleRow) -> i64 {
         sale.closes_at() + KEEP_AFTER_CLOSE_MS
     }
 
@@ -494,7 +255,7 @@ impl RedisGate {
     }
 
     /// Applies the sale's current stock, limit and window; false when Redis does not have the sale.
-    async fn sync(&self, sale: &SaleRow) -> redis::RedisResult<bool> {
+    pub(super) async fn sync(&self, sale: &SaleRow) -> redis::RedisResult<bool> {
         let k = self.keys(sale.id);
         let done: i64 = self
             .sync
@@ -541,7 +302,7 @@ impl RedisGate {
         Ok((reply.first().copied().unwrap_or(0).max(0), reply.get(1).copied().unwrap_or(0)))
     }
 
-    async fn remaining(&self, sales: &[SaleRow]) -> redis::RedisResult<Vec<Option<i64>>> {
+    pub(super) async fn remaining(&self, sales: &[SaleRow]) -> redis::RedisResult<Vec<Option<i64>>> {
         if sales.is_empty() {
             return Ok(Vec::new());
         }
@@ -666,17 +427,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn purchase_ids_carry_their_sale() {
-        let id = new_purchase_id(42);
-        assert_eq!(sale_of(&id), Some(42));
-        assert_eq!(sale_of("42"), None);
-        assert_eq!(sale_of("x-0123456789abcdef0123456789abcdef"), None);
-        assert_eq!(sale_of("42-short"), None);
-        assert_eq!(sale_of("0-0123456789abcdef0123456789abcdef"), None);
-    }
-
-    #[test]
-    fn decided_records_parse_with_any_key() {
+    pub(super) fn decided_records_parse_with_any_key() {
         let d = Decided::parse("7|2|9|held|1700000000000|a|b|c").unwrap();
         assert_eq!((d.user_id, d.quantity, d.address_id), (7, 2, 9));
         assert_eq!((d.state.as_str(), d.decided_at, d.key.as_str()), ("held", 1_700_000_000_000, "a|b|c"));
