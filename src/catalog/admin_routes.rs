@@ -9,9 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::extract::{AdminUser, Role};
+use crate::catalog::categories::{self, AdminCategory, AdminCategoryList, CreateCategory, UpdateCategory};
 use crate::catalog::manage::{
-    self, AdminCategory, AdminCategoryList, AdminProduct, AdminProductPage, AdminSku, CreateCategory, CreateProduct,
-    CreateSku, UpdateCategory, UpdateProduct, UpdateSku,
+    self, AdminProduct, AdminProductPage, AdminSku, CreateProduct, CreateSku, UpdateProduct, UpdateSku,
 };
 use crate::catalog::stock::{self, ChangeStock, StockAdjustmentList, StockChanged};
 use crate::error::{AppError, ErrorBody};
@@ -37,7 +37,7 @@ pub async fn admin_list_categories(
     State(state): State<AppState>,
     _admin: AdminUser,
 ) -> Result<Json<AdminCategoryList>, AppError> {
-    Ok(Json(manage::list_categories(&state).await?))
+    Ok(Json(categories::list_categories(&state).await?))
 }
 
 /// Creates a category.
@@ -52,7 +52,7 @@ pub async fn admin_create_category(
     AppJson(body): AppJson<CreateCategory>,
 ) -> Result<(StatusCode, Json<AdminCategory>), AppError> {
     admin.require(Role::Operator)?;
-    Ok((StatusCode::CREATED, Json(manage::create_category(&state, body).await?)))
+    Ok((StatusCode::CREATED, Json(categories::create_category(&state, body).await?)))
 }
 
 /// Renames, reorders, delists or relists a category.
@@ -67,7 +67,7 @@ pub async fn admin_update_category(
     AppJson(body): AppJson<UpdateCategory>,
 ) -> Result<Json<AdminCategory>, AppError> {
     admin.require(Role::Operator)?;
-    Ok(Json(manage::update_category(&state, id, body).await?))
+    Ok(Json(categories::update_category(&state, id, body).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,6 +4,7 @@
 //! `seed` the demo catalog used by the embedded default.
 
 pub mod admin_routes;
+pub mod categories;
 pub mod check;
 pub mod manage;
 pub mod model;
