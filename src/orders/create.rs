@@ -23,6 +23,7 @@ use crate::crypto::sha256_hex;
 use crate::db::{now_ms, retry_transient, rfc3339};
 use crate::error::{AppError, FieldError};
 use crate::http::extract::{from_json_value, parse_json};
+use crate::orders::key_store;
 use crate::orders::model::{Order, OrderItem};
 use crate::orders::store::{self, ItemRow, NewOrder};
 use crate::orders::OrderStatus;
@@ -68,11 +69,11 @@ pub async fn create_idempotent(
     let stale_after_ms = app.config.http.request_timeout_ms as i64 + 5_000;
     let pool = &app.db.pool;
     let mut now = now_ms();
-    if !store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await? {
-        store::delete_key_if_expired(pool, user_id, key, now).await?;
-        let claimed = store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await?;
+    if !key_store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await? {
+        key_store::delete_key_if_expired(pool, user_id, key, now).await?;
+        let claimed = key_store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await?;
         if !claimed {
-            let Some(existing) = store::find_key(pool, user_id, key).await? else {
+            let Some(existing) = key_store::find_key(pool, user_id, key).await? else {
                 return Err(in_progress());
             };
             if existing.request_hash != hash {
@@ -90,7 +91,8 @@ pub async fn create_idempotent(
             }
             now = now_ms();
             let abandoned = now - existing.created_at > stale_after_ms && existing.expires_at > now;
-            if !(abandoned && store::retake_key(pool, user_id, key, existing.created_at, now, now + ttl_ms).await?) {
+            if !(abandoned && key_store::retake_key(pool, user_id, key, existing.created_at, now, now + ttl_ms).await?)
+            {
                 return Err(in_progress());
             }
         }
@@ -98,7 +100,7 @@ pub async fn create_idempotent(
     match retry_transient(|| create(app, user_id, &request, Some(key))).await {
         Ok(body) => Ok((StatusCode::CREATED, body)),
         Err(error) => {
-            if let Err(e) = store::release_key(pool, user_id, key).await {
+            if let Err(e) = key_store::release_key(pool, user_id, key).await {
                 // The database is sick: free the key as soon as it answers, so a retry is not refused as
                 // `request_in_progress` until the claim goes stale.
                 tracing::warn!(error = %e, "could not release an idempotency key; retrying in the background");
@@ -118,7 +120,7 @@ fn release_later(app: &App, user_id: i64, key: String, for_ms: i64) {
         let deadline = now_ms() + for_ms;
         while now_ms() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            if store::release_key(&db.pool, user_id, &key).await.is_ok() {
+            if key_store::release_key(&db.pool, user_id, &key).await.is_ok() {
                 tracing::info!(user_id, "released an idempotency key after the database recovered");
                 return;
             }
@@ -269,7 +271,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     };
     let body = serde_json::to_string(&order).map_err(anyhow::Error::from)?;
     if let Some(key) = key {
-        store::complete_key(&mut tx, user_id, key, 201, &body).await?;
+        key_store::complete_key(&mut tx, user_id, key, 201, &body).await?;
     }
     tx.commit().bounded().await?;
     // A "no such order" may be cached for this id (someone probed it): drop it.

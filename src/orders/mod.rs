@@ -7,6 +7,7 @@
 
 pub mod admin_routes;
 pub mod create;
+pub mod key_store;
 pub mod lifecycle;
 pub mod model;
 pub mod query;

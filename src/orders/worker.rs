@@ -14,7 +14,7 @@ use crate::db::{now_ms, retry_transient};
 use crate::error::AppError;
 use crate::jobs::FailingItems;
 use crate::orders::lifecycle::{self, Actor};
-use crate::orders::store;
+use crate::orders::{key_store, store};
 use crate::state::AppState;
 
 const BATCH: i64 = 200;
@@ -94,6 +94,6 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
             break;
         }
     }
-    store::delete_expired_keys(&state.db.pool, now_ms()).await?;
+    key_store::delete_expired_keys(&state.db.pool, now_ms()).await?;
     Ok(cancelled)
 }
