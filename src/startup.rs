@@ -69,6 +69,10 @@ impl Application {
         let (api, openapi) = http::api_router().split_for_parts();
         let openapi_json = Bytes::from(http::document::render(openapi).context("rendering the OpenAPI document")?);
         let metrics = telemetry::prometheus();
+        // Counters the alert rules watch with increase(): present from the start, so their first increment counts.
+        metrics::counter!("flash_sale_handoff_parked_total").increment(0);
+        metrics::counter!("db_breaker_opened_total").increment(0);
+        metrics::counter!("background_item_stuck_total", "queue" => "orders.timeout_sweep").increment(0);
         spawn_metrics_upkeep(metrics.clone());
         let redis_for_gate = redis.clone();
         let state = AppState(Arc::new(App {
