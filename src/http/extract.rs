@@ -61,8 +61,11 @@ fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
     match inner.classify() {
         serde_json::error::Category::Data => {
             let message = inner.to_string();
-            // serde reports an unknown field at its parent; name the field itself.
-            let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+            // serde reports an unknown (or repeated) field at its parent; name the field itself.
+            let unknown = ["unknown field `", "duplicate key `"]
+                .iter()
+                .find_map(|prefix| message.strip_prefix(prefix))
+                .and_then(|rest| rest.split('`').next());
             let field = match (unknown, field.as_str()) {
                 (Some(name), ".") => name.to_owned(),
                 (Some(name), parent) if parent.ends_with(name) => parent.to_owned(),
@@ -193,6 +196,10 @@ mod tests {
         for body in [r#"["a", 1]"#, r#"{"name": "a", "quantity": 1, "name": "b"}"#] {
             let err = extract("application/json", body).await.unwrap_err();
             assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+        match extract("application/json", r#"{"name": "a", "quantity": 1, "name": "b"}"#).await.unwrap_err() {
+            AppError::Validation(fields) => assert_eq!(fields[0].field, "name", "the repeated key is named"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
