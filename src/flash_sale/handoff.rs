@@ -76,12 +76,20 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
     match &app.flash_gate {
         Gate::Local(_) => {
             let queued = store::queued(&app.db.pool, now_ms(), BATCH as i64).await?;
+            // Only what moved counts: when nothing could even be recorded (the database is sick), the worker
+            // pauses for its poll interval instead of spinning.
+            let mut handled = 0;
             for purchase in &queued {
-                if let Err(error) = materialize(app, purchase).await {
-                    attempt_failed(app, purchase, &error).await;
+                match materialize(app, purchase).await {
+                    Ok(_) => handled += 1,
+                    Err(error) => {
+                        if attempt_failed(app, purchase, &error).await.recorded() {
+                            handled += 1;
+                        }
+                    }
                 }
             }
-            Ok(queued.len())
+            Ok(handled)
         }
         Gate::Redis(gate) => {
             let mut handled = 0;
@@ -107,7 +115,7 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
                                 continue;
                             }
                             if let Err(error) = materialize(app, &purchase).await {
-                                if !attempt_failed(app, &purchase, &error).await {
+                                if !attempt_failed(app, &purchase, &error).await.finished() {
                                     // Not acknowledged: retried, here or by another instance.
                                     continue;
                                 }
@@ -127,10 +135,30 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
 /// Why a purchase was parked after its order failed `flash_sale.max_attempts` times (`reason` of the purchase).
 pub const PARKED_REASON: &str = "order_failed";
 
+/// What became of a failed attempt.
+enum AttemptFailed {
+    /// Counted; the next attempt is due after the backoff.
+    Retrying,
+    /// Parked as failed, or done meanwhile: no further attempt.
+    Finished,
+    /// Not even the failure could be recorded (the database is sick): tried again later, uncounted.
+    Unrecorded,
+}
+
+impl AttemptFailed {
+    fn finished(&self) -> bool {
+        matches!(self, AttemptFailed::Finished)
+    }
+
+    fn recorded(&self) -> bool {
+        !matches!(self, AttemptFailed::Unrecorded)
+    }
+}
+
 /// Records a failed attempt at `purchase`: the next one is due after a backoff (`retry_base_ms`, doubling, at most
 /// five minutes); after `max_attempts` the purchase is parked as failed with [`PARKED_REASON`] and its units go
-/// back to the sale. Returns whether the purchase needs no further attempt (parked, or done meanwhile).
-async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> bool {
+/// back to the sale.
+async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> AttemptFailed {
     let config = &app.config.flash_sale;
     let max = config.max_attempts as i64;
     let base = config.retry_base_ms as i64;
@@ -148,11 +176,11 @@ async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> 
     })
     .await;
     match recorded {
-        Ok(None) => true,
+        Ok(None) => AttemptFailed::Finished,
         Ok(Some((attempts, false))) => {
             tracing::warn!(purchase_id = purchase.id, attempts, max_attempts = max, %error, "could not make a flash-sale order; retrying later");
             metrics::counter!("flash_sale_handoff_retries_total").increment(1);
-            false
+            AttemptFailed::Retrying
         }
         Ok(Some((attempts, true))) => {
             tracing::error!(purchase_id = purchase.id, attempts, %error, "a flash-sale order failed every attempt; the purchase is parked as failed and its units go back to the sale");
@@ -162,11 +190,11 @@ async fn attempt_failed(app: &App, purchase: &PurchaseRow, error: &AppError) -> 
                 tracing::warn!(%error, purchase_id = purchase.id, "could not return a parked purchase's units to the gate");
             }
             app.sold_out.clear(crate::soldout::Kind::FlashSale, purchase.sale_id);
-            true
+            AttemptFailed::Finished
         }
         Err(record_error) => {
             tracing::warn!(purchase_id = purchase.id, %error, %record_error, "could not make a flash-sale order nor record the attempt; retrying");
-            false
+            AttemptFailed::Unrecorded
         }
     }
 }
