@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES="${FUZZ_EXAMPLES:-40}"
 SEED="${FUZZ_SEED:-20261130}"
+# Each Schemathesis run is cut off (and fails) after this many seconds: the stage stays bounded whatever happens.
+RUN_LIMIT="${FUZZ_RUN_LIMIT:-600}"
 TOOLS="${FUZZ_TOOLS_DIR:-$HOME/.cache/wxshop}"
 VENV="$TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
 log() { echo "fuzz: $*" >&2; }
@@ -79,13 +81,13 @@ fuzz_backend() {
         --suppress-health-check all --warnings off)
     local status=0
     log "$name: mini-program API and ops routes (user token)"
-    "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $user" \
+    timeout "$RUN_LIMIT" "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $user" \
         --exclude-path-regex '^/admin/' --exclude-path '/api/v1/auth/logout' || status=1
     log "$name: back office (admin token)"
-    "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $admin" \
+    timeout "$RUN_LIMIT" "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $admin" \
         --include-path-regex '^/admin/' --exclude-path '/admin/api/v1/auth/logout' || status=1
     log "$name: logging out (last: it revokes the tokens)"
-    "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $user" \
+    timeout "$RUN_LIMIT" "$ST" --config-file schemathesis.toml run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $user" \
         --include-path-regex '/auth/logout$' || status=1
     if grep -q '"level":"ERROR"\|ERROR' "$data/server.log"; then
         log "$name: the server logged errors:"; grep 'ERROR' "$data/server.log" | head -20 >&2
@@ -102,12 +104,12 @@ if [ -n "${WXSHOP_TEST_DATABASE_URL:-}" ]; then
     database="wxshop_test_fuzz_$$"
     url="${WXSHOP_TEST_DATABASE_URL%/}/$database"
     server="${WXSHOP_TEST_DATABASE_URL#mysql://}"; creds="${server%%@*}"; hostport="${server#*@}"; hostport="${hostport%%/*}"
-    mysql --protocol=tcp -h"${hostport%%:*}" -P"${hostport##*:}" -u"${creds%%:*}" -p"${creds#*:}" \
-        -e "CREATE DATABASE \`$database\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    sql=(mysql --protocol=tcp -h"${hostport%%:*}" -P"${hostport##*:}" -u"${creds%%:*}")
+    case "$creds" in *:*) sql+=(-p"${creds#*:}") ;; esac
+    "${sql[@]}" -e "CREATE DATABASE \`$database\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     fuzz_backend scale-out WXSHOP_DATABASE_URL="$url" WXSHOP_REDIS_URL="${WXSHOP_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}" \
         WXSHOP_REDIS_PREFIX="wxshop-test:fuzz-$$:" || status=1
-    mysql --protocol=tcp -h"${hostport%%:*}" -P"${hostport##*:}" -u"${creds%%:*}" -p"${creds#*:}" \
-        -e "DROP DATABASE IF EXISTS \`$database\`" || true
+    "${sql[@]}" -e "DROP DATABASE IF EXISTS \`$database\`" || true
 fi
 log "done in $((SECONDS - started)) s (seed $SEED, $EXAMPLES examples per operation and phase)"
 exit "$status"
