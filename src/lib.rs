@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod kv;
 pub mod ops;
 pub mod orders;
+pub mod payments;
 pub mod rate_limit;
 pub mod simulator;
 pub mod soldout;
