@@ -46,29 +46,22 @@ impl Check {
         self.range(&format!("{prefix}stock"), stock, 0, MAX_STOCK);
     }
 
-    /// SKU attributes (`{"规格": "100g"}`): stored as JSON text, so the stored form is bounded
-    /// ([`MAX_ATTRIBUTES_BYTES`], far below the TEXT column's 64 KiB), keys are 1 to 64 characters of human text
-    /// and string values at most 256.
+    /// SKU attributes (`{"规格": "100g"}`): at most [`MAX_ATTRIBUTES`] entries, each key 1 to 32 characters of
+    /// human text, each value a string of at most 64 characters (empty allowed), a number or a boolean. Stored as
+    /// JSON text, so the stored form stays under [`MAX_ATTRIBUTES_BYTES`], far below the TEXT column's 64 KiB.
     pub fn attributes(&mut self, field: &str, attributes: Option<&Map<String, Value>>) {
         let Some(attributes) = attributes else { return };
-        if Value::Object(attributes.clone()).to_string().len() > MAX_ATTRIBUTES_BYTES {
-            return self.fail(field, &format!("at most {MAX_ATTRIBUTES_BYTES} bytes as JSON"));
+        if attributes.len() > MAX_ATTRIBUTES {
+            return self.fail(field, &format!("at most {MAX_ATTRIBUTES} attributes"));
         }
         for (key, value) in attributes {
-            crate::domain::check_human_text(&format!("{field}.{key}"), key, 64, true, &mut self.0);
-            self.json_text(&format!("{field}.{key}"), value);
-        }
-    }
-
-    fn json_text(&mut self, field: &str, value: &Value) {
-        match value {
-            Value::String(text) => crate::domain::check_human_text(field, text, 256, false, &mut self.0),
-            Value::Array(items) => items.iter().for_each(|v| self.json_text(field, v)),
-            Value::Object(map) => map.iter().for_each(|(k, v)| {
-                crate::domain::check_human_text(field, k, 64, true, &mut self.0);
-                self.json_text(field, v);
-            }),
-            _ => {}
+            let name = format!("{field}.{key}");
+            crate::domain::check_human_text(&name, key, 32, true, &mut self.0);
+            match value {
+                Value::String(text) => crate::domain::check_human_text(&name, text, 64, false, &mut self.0),
+                Value::Number(_) | Value::Bool(_) => {}
+                _ => self.fail(&name, "must be a string, a number or a boolean"),
+            }
         }
     }
 
@@ -86,8 +79,30 @@ impl Check {
 }
 
 /// 10 million yuan: far above any real price, far below overflow.
-/// The stored form of a SKU's attributes, at most.
+/// Attributes per SKU, at most.
+pub const MAX_ATTRIBUTES: usize = 10;
+/// The stored form of a SKU's attributes, at most: 10 × (32 + 64 characters of up to 4 bytes, plus quotes) fits.
 pub const MAX_ATTRIBUTES_BYTES: usize = 4_096;
 
 pub const MAX_PRICE_FEN: i64 = 1_000_000_000;
 pub const MAX_STOCK: i64 = 100_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_accepted_attributes_fit_their_stored_bound() {
+        // 4-byte characters everywhere: the worst case of the limits.
+        let attributes: Map<String, Value> =
+            (0..MAX_ATTRIBUTES).map(|i| (format!("{i}{}", "😀".repeat(31)), Value::String("😀".repeat(64)))).collect();
+        let mut check = Check::default();
+        check.attributes("attributes", Some(&attributes));
+        assert!(check.0.is_empty(), "{:?}", check.0);
+        assert!(Value::Object(attributes).to_string().len() <= MAX_ATTRIBUTES_BYTES);
+        let nested: Map<String, Value> = [("a".to_owned(), serde_json::json!({"b": 1}))].into_iter().collect();
+        let mut check = Check::default();
+        check.attributes("attributes", Some(&nested));
+        assert_eq!(check.0.len(), 1, "only strings, numbers and booleans");
+    }
+}

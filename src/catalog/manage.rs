@@ -122,6 +122,7 @@ pub async fn list_products(
     let cursor = cursor.filter(|c| !c.is_empty()).map(|c| Cursor::parse(c, 1)).transpose()?;
     let mut check = Check::default();
     check.one_of("status", status, &["on_sale", "delisted"]);
+    check.range("category_id", category_id, 1, i64::MAX);
     check.done()?;
     let query = ProductQuery {
         status,

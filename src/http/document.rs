@@ -68,7 +68,10 @@ pub fn complete(openapi: &mut OpenApi) {
 fn constrain(parameter: &mut Parameter, path: &str, cursor_keys: usize) {
     let schema = match (&parameter.parameter_in, parameter.name.as_str()) {
         (ParameterIn::Query, "status") if path.ends_with("/orders") => {
-            json!({"type": "string", "enum": crate::orders::OrderStatus::ALL.map(|s| s.as_str())})
+            // Empty means no filter, as absent does.
+            let mut statuses = vec![""];
+            statuses.extend(crate::orders::OrderStatus::ALL.map(|s| s.as_str()));
+            json!({"type": "string", "enum": statuses})
         }
         (ParameterIn::Query, "status") if path.ends_with("/products") => {
             json!({"type": "string", "enum": ["on_sale", "delisted"]})
@@ -76,7 +79,10 @@ fn constrain(parameter: &mut Parameter, path: &str, cursor_keys: usize) {
         (ParameterIn::Query, "q") => {
             json!({"type": "string", "maxLength": crate::catalog::service::MAX_SEARCH_CHARS})
         }
-        (ParameterIn::Query, "from" | "to") => json!({"type": "string", "format": "date-time"}),
+        // An RFC 3339 time; empty means no bound, as absent does.
+        (ParameterIn::Query, "from" | "to") => {
+            json!({"type": "string", "anyOf": [{"format": "date-time"}, {"maxLength": 0}]})
+        }
         (ParameterIn::Query, name) if name.ends_with("_id") => {
             json!({"type": "integer", "format": "int64", "minimum": 1})
         }

@@ -52,7 +52,7 @@ fn time() -> Value {
 /// characters, a number or a boolean; the stored form then stays under `MAX_ATTRIBUTES_BYTES` whatever the text.
 fn attributes() -> Value {
     json!({
-        "type": "object", "maxProperties": 10,
+        "type": "object", "maxProperties": crate::catalog::check::MAX_ATTRIBUTES,
         "propertyNames": {"minLength": 1, "maxLength": 32, "pattern": human_text_pattern()},
         "additionalProperties": {"anyOf": [optional_text(64), {"type": "number"}, {"type": "boolean"}]},
     })
@@ -60,20 +60,22 @@ fn attributes() -> Value {
 
 /// `schema name → (properties, required)`: the documented form of each request body.
 fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
-    // On PATCH every field is optional, but one that is given must be valid, as on POST.
-    let address = || {
+    // On PATCH every field is optional (and may be null: unchanged), but one that is given must be valid, as on
+    // POST. A new address needs its required fields non-null; `district` and `is_default` may be null (default).
+    let address = |new: bool| {
+        let maybe_null = |schema: Value| if new { json!({"anyOf": [schema, {"type": "null"}]}) } else { schema };
         json!({
             "recipient": text(32), "phone": {"type": "string", "pattern": PHONE_PATTERN},
-            "province": text(32), "city": text(32), "district": optional_text(32), "detail": text(200),
-            "is_default": {"type": "boolean"},
+            "province": text(32), "city": text(32), "district": maybe_null(optional_text(32)), "detail": text(200),
+            "is_default": maybe_null(json!({"type": "boolean"})),
         })
     };
     let sku = json!({
         "title": text(128), "price_fen": int(0, MAX_PRICE_FEN), "stock": int(0, MAX_STOCK), "attributes": attributes(),
     });
     vec![
-        ("NewAddress", address(), &["recipient", "phone", "province", "city", "detail"]),
-        ("AddressInput", address(), &[]),
+        ("NewAddress", address(true), &["recipient", "phone", "province", "city", "detail"]),
+        ("AddressInput", address(false), &[]),
         ("UpdateProfile", json!({"nickname": text(32), "avatar_url": url()}), &[]),
         ("WechatLogin", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
         ("BindPhone", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
@@ -205,7 +207,10 @@ fn alternatives() -> Vec<(&'static str, Value)> {
 pub fn constrain(document: &mut Value) {
     let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
     for (name, constraints, required) in request_schemas() {
-        let schema = schemas.entry(name).or_insert_with(|| json!({"type": "object", "properties": {}}));
+        // Every request body refuses unknown fields (`deny_unknown_fields`); a schema made here says so too.
+        let schema = schemas
+            .entry(name)
+            .or_insert_with(|| json!({"type": "object", "properties": {}, "additionalProperties": false}));
         let properties = schema["properties"].as_object_mut().expect("request schemas are objects");
         for (field, constraint) in constraints.as_object().expect("an object").clone() {
             let existing = properties.entry(field.clone()).or_insert_with(|| json!({}));

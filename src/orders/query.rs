@@ -134,6 +134,9 @@ pub struct AdminSearch<'a> {
 /// Orders of every user, newest first, by status, user, time range and order number.
 pub async fn list_for_admin(app: &App, search: &AdminSearch<'_>) -> Result<AdminOrderPage, AppError> {
     let PageParams { status, limit, after } = page_params(search.status, search.limit, search.cursor)?;
+    if search.user_id.is_some_and(|id| id < 1) {
+        return Err(AppError::validation("user_id", "must be a positive id"));
+    }
     let filter = OrderFilter {
         user_id: search.user_id,
         status,

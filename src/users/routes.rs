@@ -43,6 +43,7 @@ pub async fn update_me(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BindPhone {
     /// The code from the `getPhoneNumber` button.
     pub code: String,

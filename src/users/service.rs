@@ -159,8 +159,9 @@ pub async fn unban(app: &App, user_id: i64) -> Result<(), AppError> {
 }
 
 fn validate_code(code: &str, field: &str) -> Result<(), AppError> {
-    if code.is_empty() || code.len() > 128 || code.chars().any(char::is_control) {
-        return Err(AppError::validation(field, "must be 1 to 128 printable characters"));
+    // WeChat's codes are short ASCII tokens; the OpenAPI document says the same (visible ASCII, 1 to 128).
+    if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::validation(field, "must be 1 to 128 visible ASCII characters"));
     }
     Ok(())
 }
