@@ -81,7 +81,7 @@ fn constrain(parameter: &mut Parameter, path: &str, cursor_keys: usize) {
         }
         // An RFC 3339 time; empty means no bound, as absent does.
         (ParameterIn::Query, "from" | "to") => {
-            json!({"type": "string", "anyOf": [{"format": "date-time"}, {"maxLength": 0}]})
+            json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]})
         }
         (ParameterIn::Query, name) if name.ends_with("_id") => {
             json!({"type": "integer", "format": "int64", "minimum": 1})
