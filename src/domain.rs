@@ -116,7 +116,6 @@ pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Vec<i64>) -
 /// (which make text display other than it reads), or nothing visible at all (only spaces or zero-width
 /// characters). Empty text passes when `required` is false. The limits match the columns with headroom.
 pub fn human_text_problem(value: &str, max: usize, required: bool) -> Option<String> {
-    let visible = value.chars().any(|c| !c.is_whitespace() && !is_invisible(c));
     if value.is_empty() {
         return required.then(|| "must not be empty".to_owned());
     }
@@ -129,7 +128,7 @@ pub fn human_text_problem(value: &str, max: usize, required: bool) -> Option<Str
     if value.chars().any(is_bidi_control) {
         return Some("must not contain bidirectional override characters".to_owned());
     }
-    if !visible && (required || !value.is_empty()) {
+    if !value.chars().any(|c| !c.is_whitespace() && !is_invisible(c)) {
         return Some("must contain visible characters".to_owned());
     }
     None

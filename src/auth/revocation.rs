@@ -82,6 +82,12 @@ impl Inner {
                 || now_ms() - self.last_heard_ms.load(Ordering::SeqCst) < MIRROR_STALE_AFTER.as_millis() as i64)
     }
 
+    /// Whether the in-process copy denies any of `keys` now.
+    fn denies(&self, keys: &[String]) -> bool {
+        let now = now_ms();
+        keys.iter().any(|k| self.entries.get(k).is_some_and(|until| until > now))
+    }
+
     fn heard(&self) {
         self.last_heard_ms.store(now_ms(), Ordering::SeqCst);
     }
@@ -166,15 +172,13 @@ impl Revocations {
     pub async fn any_revoked(&self, keys: &[String]) -> Result<bool, AppError> {
         let inner = &self.inner;
         if inner.current() {
-            let now = now_ms();
-            return Ok(keys.iter().any(|k| inner.entries.get(k).is_some_and(|until| until > now)));
+            return Ok(inner.denies(keys));
         }
         metrics::counter!("revocation_mirror_misses_total").increment(1);
         if inner.redis.is_none() {
             // Embedded: nobody else loads the copy; try once more (it answers this check too).
             if reload(inner).await.is_ok() {
-                let now = now_ms();
-                return Ok(keys.iter().any(|k| inner.entries.get(k).is_some_and(|until| until > now)));
+                return Ok(inner.denies(keys));
             }
         }
         denied_in_database(&inner.db, keys).await.map_err(unavailable)

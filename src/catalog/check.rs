@@ -78,12 +78,12 @@ impl Check {
     }
 }
 
-/// 10 million yuan: far above any real price, far below overflow.
 /// Attributes per SKU, at most.
 pub const MAX_ATTRIBUTES: usize = 10;
 /// The stored form of a SKU's attributes, at most: 10 × (32 + 64 characters of up to 4 bytes, plus quotes) fits.
 pub const MAX_ATTRIBUTES_BYTES: usize = 4_096;
 
+/// 10 million yuan: far above any real price, far below overflow.
 pub const MAX_PRICE_FEN: i64 = 1_000_000_000;
 pub const MAX_STOCK: i64 = 100_000_000;
 

@@ -95,7 +95,8 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
             let mut handled = 0;
             let claim_idle = app.config.flash_sale.claim_idle_ms;
             for sale in store::working_sales(&app.db.pool, now_ms()).await? {
-                for (entry, purchase_id) in gate.next_batch(sale.id, consumer, claim_idle, BATCH).await? {
+                for queued in gate.next_batch(sale.id, consumer, claim_idle, BATCH).await? {
+                    let (entry, purchase_id) = (queued.entry, queued.purchase_id);
                     match gate.decided(sale.id, &purchase_id).await? {
                         Some(d) => {
                             let purchase = PurchaseRow {
@@ -111,7 +112,8 @@ pub async fn pass(app: &App, consumer: &str) -> Result<usize, AppError> {
                                 decided_at: d.decided_at,
                             };
                             // Backing off after a failure: left unacknowledged, taken again after claim_idle_ms.
-                            if store::retry_at(&app.db.pool, &purchase.id).await? > now_ms() {
+                            // Only a redelivered entry can have failed before; a fresh one costs no lookup.
+                            if queued.redelivered && store::retry_at(&app.db.pool, &purchase.id).await? > now_ms() {
                                 continue;
                             }
                             if let Err(error) = materialize(app, &purchase).await {

@@ -38,12 +38,12 @@ where
 /// Parses a JSON body strictly ([`strict_json`]): syntax errors are `invalid_json`; shape errors (a wrong type, an
 /// array where an object belongs, a key given twice) name the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let value: serde_json::Value = parse_unique(bytes)?;
-    from_json_value(value)
+    from_json_value(parse_json_value(bytes)?)
 }
 
-/// Reads a JSON body as a value, refusing duplicate keys in any object.
-fn parse_unique(bytes: &[u8]) -> Result<serde_json::Value, AppError> {
+/// Reads a JSON body as a value, refusing duplicate keys in any object (for a caller that looks at the value before
+/// reading it as its type with [`from_json_value`]).
+pub fn parse_json_value(bytes: &[u8]) -> Result<serde_json::Value, AppError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let Unique(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
     deserializer.end().map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;

@@ -22,7 +22,7 @@ use crate::db::Bounded;
 use crate::crypto::sha256_hex;
 use crate::db::{now_ms, retry_transient, rfc3339};
 use crate::error::{AppError, FieldError};
-use crate::http::extract::{from_json_value, parse_json};
+use crate::http::extract::{from_json_value, parse_json_value};
 use crate::orders::key_store;
 use crate::orders::model::{Order, OrderItem};
 use crate::orders::store::{self, ItemRow, NewOrder};
@@ -60,7 +60,7 @@ pub async fn create_idempotent(
     body: &[u8],
 ) -> Result<(StatusCode, Bytes), AppError> {
     let key = check_idempotency_key(key)?;
-    let value: serde_json::Value = parse_json(body)?;
+    let value = parse_json_value(body)?;
     // serde_json maps are ordered by key: the same JSON in any key order or spacing has one fingerprint.
     let hash = sha256_hex(value.to_string().as_bytes());
     let request: CreateOrder = from_json_value(value)?;

@@ -60,7 +60,7 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
             let mut done = Vec::with_capacity(ids.len());
             let mut failed = Vec::new();
             for &id in &ids {
-                let mut savepoint = tx.begin().await?;
+                let mut savepoint = tx.begin().bounded().await?;
                 match lifecycle::cancel_in(&mut savepoint, id, None, &Actor::Timeout).await {
                     Ok(released) => {
                         savepoint.commit().bounded().await?;

@@ -47,6 +47,15 @@ impl Decided {
     }
 }
 
+/// A won purchase read from a sale's stream.
+pub struct QueuedEntry {
+    /// The stream entry id, acknowledged once the purchase is done.
+    pub entry: String,
+    pub purchase_id: String,
+    /// Delivered before and left unacknowledged: its consumer died, or its order failed and is being retried.
+    pub redelivered: bool,
+}
+
 pub struct RedisGate {
     redis: Redis,
     decide: Script,
@@ -331,15 +340,15 @@ impl RedisGate {
         Ok(all.into_iter().filter_map(|(pid, v)| Decided::parse(&v).map(|d| (pid, d))).collect())
     }
 
-    /// Won purchases to turn into orders: first those another consumer took and left unfinished for
-    /// `claim_idle_ms` (it died), then new ones. (stream entry id, purchase id) pairs.
+    /// Won purchases to turn into orders: first those a consumer took and left unfinished for `claim_idle_ms`
+    /// (it died, or the order failed and is being retried), then new ones.
     pub async fn next_batch(
         &self,
         sale_id: i64,
         consumer: &str,
         claim_idle_ms: u64,
         count: usize,
-    ) -> redis::RedisResult<Vec<(String, String)>> {
+    ) -> redis::RedisResult<Vec<QueuedEntry>> {
         let queue = self.keys(sale_id).queue;
         let mut conn = self.redis.conn();
         let claimed: StreamAutoClaimReply = match redis::cmd("XAUTOCLAIM")
@@ -357,10 +366,13 @@ impl RedisGate {
             Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut batch: Vec<(String, String)> = claimed
+        let mut batch: Vec<QueuedEntry> = claimed
             .claimed
             .into_iter()
-            .filter_map(|entry| entry.get::<String>("pid").map(|pid| (entry.id, pid)))
+            .filter_map(|entry| {
+                let purchase_id = entry.get::<String>("pid")?;
+                Some(QueuedEntry { entry: entry.id, purchase_id, redelivered: true })
+            })
             .collect();
         if batch.len() < count {
             let fresh: Option<StreamReadReply> = redis::cmd("XREADGROUP")
@@ -375,7 +387,10 @@ impl RedisGate {
                 .query_async(&mut conn)
                 .await?;
             for key in fresh.map(|r| r.keys).unwrap_or_default() {
-                batch.extend(key.ids.into_iter().filter_map(|e| e.get::<String>("pid").map(|pid| (e.id, pid))));
+                batch.extend(key.ids.into_iter().filter_map(|e| {
+                    let purchase_id = e.get::<String>("pid")?;
+                    Some(QueuedEntry { entry: e.id, purchase_id, redelivered: false })
+                }));
             }
         }
         Ok(batch)
