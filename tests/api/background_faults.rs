@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wxshop::db::{now_ms, rfc3339, Dialect};
+use wxshop::db::{now_ms, Dialect};
 
 use crate::helpers::{backends, eventually, spawn_app_with, TestApp};
 
@@ -46,13 +46,8 @@ async fn a_purchase_whose_order_always_fails_is_parked_and_the_others_go_through
         let sku_id = app.scalar("SELECT MIN(id) AS n FROM sku").await;
         let buyers = app.buyers(4).await;
         poison(&app, "INSERT", &format!("NEW.user_id = {}", buyers[1].user_id)).await;
-        let sale = json!({
-            "sku_id": sku_id, "price_fen": 990, "stock": 10, "per_user_limit": 1,
-            "starts_at": rfc3339(now_ms() - 1_000), "ends_at": rfc3339(now_ms() + 3_600_000),
-        });
-        let (status, sale) = app.post("/admin/api/v1/flash-sales", &sale, Some(&admin)).await;
-        assert_eq!(status, 201, "{sale}");
-        let sale_id = sale["id"].as_i64().unwrap();
+        let sale_id =
+            crate::flash_sales::create_sale(&app, &admin, sku_id, 10, 1, -1_000).await["id"].as_i64().unwrap();
 
         let mut purchases = Vec::new();
         for (i, buyer) in buyers.iter().enumerate() {
@@ -106,17 +101,10 @@ async fn an_order_the_sweep_cannot_cancel_does_not_hold_up_the_others() {
     for backend in backends() {
         let app = spawn_app_with(&backend, |c| c.orders.sweep_interval_ms = 3_600_000).await;
         let user = app.login("sweep-poison").await;
-        let (status, address) = app
-            .post(
-                "/api/v1/addresses",
-                &json!({"recipient": "甲", "phone": "13800001111", "province": "浙江省", "city": "杭州市", "detail": "1 号"}),
-                Some(&user.access_token),
-            )
-            .await;
-        assert_eq!(status, 201, "{address}");
+        let address_id = app.address_id(&user.access_token).await;
         let mut ids = Vec::new();
         for i in 0..3 {
-            let body = json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address["id"]});
+            let body = json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address_id});
             let (status, _, order) =
                 app.post_keyed("/api/v1/orders", &body, &user.access_token, &format!("sweep-{i}")).await;
             assert_eq!(status, 201, "{order}");

@@ -24,7 +24,7 @@ async fn sku_with_stock(app: &TestApp, stock: i64) -> i64 {
     sku_id
 }
 
-async fn create_sale(app: &TestApp, admin: &str, sku_id: i64, stock: i64, limit: i64, starts_in_ms: i64) -> Value {
+pub async fn create_sale(app: &TestApp, admin: &str, sku_id: i64, stock: i64, limit: i64, starts_in_ms: i64) -> Value {
     let body = json!({
         "sku_id": sku_id, "price_fen": 990, "stock": stock, "per_user_limit": limit,
         "starts_at": rfc3339(now_ms() + starts_in_ms), "ends_at": rfc3339(now_ms() + 3_600_000),

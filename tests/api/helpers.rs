@@ -318,6 +318,13 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// A new address for the user with `token` (`shopping::address`); returns its id.
+    pub async fn address_id(&self, token: &str) -> i64 {
+        let (status, address) = self.post("/api/v1/addresses", &crate::shopping::address("甲"), Some(token)).await;
+        assert_eq!(status, 201, "{address}");
+        address["id"].as_i64().unwrap()
+    }
+
     /// Calls counted by the mounted WeChat simulator, per API.
     pub async fn simulator_calls(&self, api: &str) -> u64 {
         let (_, body) = self.get_json("/__simulator/wechat/_stats").await;

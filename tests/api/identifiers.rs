@@ -12,15 +12,8 @@ async fn idempotency_keys_differing_in_case_are_two_orders() {
     for backend in backends() {
         let app = spawn_app(&backend).await;
         let user = app.login("case-keys").await;
-        let (status, address) = app
-            .post(
-                "/api/v1/addresses",
-                &json!({"recipient": "甲", "phone": "13800001111", "province": "浙江省", "city": "杭州市", "detail": "1 号"}),
-                Some(&user.access_token),
-            )
-            .await;
-        assert_eq!(status, 201, "{address}");
-        let body = json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address["id"]});
+        let address_id = app.address_id(&user.access_token).await;
+        let body = json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address_id});
         let (first, _, a) = app.post_keyed("/api/v1/orders", &body, &user.access_token, "Key-1").await;
         let (second, _, b) = app.post_keyed("/api/v1/orders", &body, &user.access_token, "key-1").await;
         assert_eq!((first, second), (201, 201), "{a} {b}");

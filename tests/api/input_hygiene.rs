@@ -21,7 +21,9 @@ async fn raw(app: &TestApp, method: Method, path: &str, body: &str, token: Optio
 }
 
 fn address(detail: &str) -> Value {
-    json!({"recipient": "甲", "phone": "13800001111", "province": "浙江省", "city": "杭州市", "detail": detail})
+    let mut address = crate::shopping::address("甲");
+    address["detail"] = detail.into();
+    address
 }
 
 #[tokio::test]

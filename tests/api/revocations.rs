@@ -78,10 +78,8 @@ async fn a_redis_outage_falls_back_to_the_database() {
     let active = app.login("outage-active").await;
     let late = app.login("outage-late").await;
     app.call(Method::POST, "/api/v1/auth/logout", None, Some(&revoked.access_token)).await;
-    let address = serde_json::json!({"recipient": "甲", "phone": "13800001111", "province": "浙江省", "city": "杭州市", "detail": "1 号"});
-    let (status, address) = app.post("/api/v1/addresses", &address, Some(&active.access_token)).await;
-    assert_eq!(status, 201, "{address}");
-    let body = serde_json::json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address["id"]});
+    let address_id = app.address_id(&active.access_token).await;
+    let body = serde_json::json!({"items": [{"sku_id": 1, "quantity": 1}], "address_id": address_id});
     let (status, _, order) = app.post_keyed("/api/v1/orders", &body, &active.access_token, "outage-order").await;
     assert_eq!(status, 201, "{order}");
     let order_path = format!("/api/v1/orders/{}", order["id"]);
