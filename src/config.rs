@@ -54,6 +54,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub orders: OrdersConfig,
     pub flash_sale: FlashSaleConfig,
+    /// WeChat Pay v3 (`pay.*`, env `WXSHOP_PAY__…`).
+    pub pay: crate::payments::config::PayConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     /// Base URL of an OpenTelemetry OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318` (`WXSHOP_OTEL_ENDPOINT`);
@@ -81,6 +83,8 @@ pub struct OrdersConfig {
     pub negative_cache_ttl_secs: u64,
     /// How long an Idempotency-Key and its response are kept.
     pub idempotency_ttl_secs: u64,
+    /// A shipped order the buyer has not confirmed is completed this many days after shipping.
+    pub auto_complete_days: u64,
 }
 
 /// Flash sales: the order hand-off worker, reclaiming work of dead instances, reconciliation.
@@ -289,6 +293,7 @@ impl Default for Config {
                 local_cache_mib: 16,
                 negative_cache_ttl_secs: 5,
                 idempotency_ttl_secs: 24 * 3600,
+                auto_complete_days: 10,
             },
             flash_sale: FlashSaleConfig {
                 sold_out_recheck_ms: 1_000,
@@ -298,6 +303,7 @@ impl Default for Config {
                 max_attempts: 5,
                 retry_base_ms: 1_000,
             },
+            pay: crate::payments::config::PayConfig::default(),
             rate_limit: RateLimitConfig {
                 window_ms: 1_000,
                 purchase_per_user: 5,
@@ -431,6 +437,7 @@ impl Config {
         }
         self.validate_auth()?;
         self.validate_wechat()?;
+        self.pay.load_keys(self.mode)?;
 
         if self.mode == Mode::Production && self.seed_demo() {
             return Err(ConfigError(
@@ -580,6 +587,8 @@ const SECRET_KEYS: &[(Option<&str>, &str)] = &[
     (Some("auth"), "jwt_previous_keys"),
     (Some("auth"), "data_key"),
     (Some("wechat"), "app_secret"),
+    (Some("pay"), "api_v3_key"),
+    (Some("pay"), "previous_api_v3_key"),
 ];
 
 fn db_kind(url: &str) -> Result<DbKind, String> {
@@ -707,7 +716,43 @@ mod tests {
         cfg.auth.data_key = Secret::new("cHJvZHVjdGlvbi1kYXRhLWtleS0zMi1ieXRlcy1sb24=");
         cfg.wechat.app_id = Some("wx0123456789".into());
         cfg.wechat.app_secret = Some(Secret::new("s"));
+        cfg.pay = production_pay();
         cfg
+    }
+
+    /// A merchant with keys that are not the simulator's (generated once per test process).
+    fn production_pay() -> crate::payments::config::PayConfig {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let dir = DIR.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("wxshop-pay-keys-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut rng = rand_core_compat();
+            let merchant = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            let platform = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            std::fs::write(dir.join("merchant.pem"), merchant.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes())
+                .unwrap();
+            std::fs::write(
+                dir.join("platform.pem"),
+                platform.to_public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+            )
+            .unwrap();
+            dir
+        });
+        crate::payments::config::PayConfig {
+            mch_id: Some("1900000109".into()),
+            merchant_serial: Some("1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C".into()),
+            merchant_key_file: Some(dir.join("merchant.pem")),
+            api_v3_key: Some(Secret::new("a-real-32-byte-api-v3-key-000001")),
+            public_key_id: Some("PUB_KEY_ID_0119000001092026120100000000000001".into()),
+            public_key_file: Some(dir.join("platform.pem")),
+            notify_url: Some("https://shop.example/api/v1/payments/wechat/notify".into()),
+            ..crate::payments::config::PayConfig::default()
+        }
+    }
+
+    fn rand_core_compat() -> rsa::rand_core::OsRng {
+        rsa::rand_core::OsRng
     }
 
     #[test]
@@ -731,6 +776,20 @@ mod tests {
             (Box::new(|c: &mut Config| c.wechat.app_id = None), "wechat.app_id"),
             (Box::new(|c: &mut Config| c.auth.leeway_secs = 31), "auth.leeway_secs"),
             (Box::new(|c: &mut Config| c.wechat.timeout_ms = 5_000), "wechat.timeout_ms"),
+            (Box::new(|c: &mut Config| c.pay.mch_id = None), "pay.mch_id"),
+            (Box::new(|c: &mut Config| c.pay.api_v3_key = Some(Secret::new("short"))), "pay.api_v3_key"),
+            (
+                Box::new(|c: &mut Config| {
+                    c.pay.api_v3_key = Some(Secret::new(crate::simulator::pay::keys::API_V3_KEY))
+                }),
+                "pay.api_v3_key",
+            ),
+            (
+                Box::new(|c: &mut Config| c.pay.merchant_key_file = Some("/nonexistent/key.pem".into())),
+                "pay.merchant_key_file",
+            ),
+            (Box::new(|c: &mut Config| c.pay.notify_url = Some("http://shop.example/n".into())), "pay.notify_url"),
+            (Box::new(|c: &mut Config| c.pay.public_key_file = None), "pay.public_key_id"),
         ] {
             let mut cfg = production();
             mutate(&mut cfg);

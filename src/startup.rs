@@ -61,6 +61,7 @@ impl Application {
             );
         }
         let (wechat, wechat_simulator) = wechat_client(&config, local_addr, redis.clone())?;
+        let (pay, pay_simulator) = payments(&config, local_addr, wechat.app_id())?;
         let data_key = config.data_key().map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
         let secret_box =
             SecretBox::new(&data_key).map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
@@ -73,6 +74,9 @@ impl Application {
         metrics::counter!("flash_sale_handoff_parked_total").increment(0);
         metrics::counter!("db_breaker_opened_total").increment(0);
         metrics::counter!("background_item_stuck_total", "queue" => "orders.timeout_sweep").increment(0);
+        metrics::counter!("pay_anomalies_total", "kind" => "amount_mismatch").increment(0);
+        metrics::counter!("pay_refund_abnormal_total").increment(0);
+        metrics::counter!("pay_refund_after_cancel_total").increment(0);
         spawn_metrics_upkeep(metrics.clone());
         let redis_for_gate = redis.clone();
         let state = AppState(Arc::new(App {
@@ -93,6 +97,7 @@ impl Application {
             refresh_key,
             dummy_password_hash: tokio::sync::OnceCell::new(),
             wechat,
+            pay,
             flash_gate: Gate::new(redis_for_gate),
             flash_wake: tokio::sync::Notify::new(),
             sold_out: SoldOut::new(Duration::from_millis(config.flash_sale.sold_out_recheck_ms)),
@@ -102,7 +107,9 @@ impl Application {
         }));
         let mut router = api.merge(http::docs_ui());
         if let Some(simulator) = wechat_simulator {
-            router = simulator::mount(router, simulator);
+            router = simulator::mount(router, simulator, pay_simulator);
+        } else if let Some(pay) = pay_simulator {
+            router = router.nest_service(&format!("{}/pay", simulator::MOUNT_PATH), simulator::pay::router(pay));
         }
         let router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
         let ops_listener = TcpListener::bind(config.ops_listen)
@@ -143,6 +150,10 @@ impl Application {
             crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()),
         ));
         let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
+        let payments = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::payments::worker::run(state.clone(), workers_stop.clone()),
+        ));
         let header_timeout = Duration::from_millis(state.config.http.header_read_timeout_ms);
         let mut ops_stop = workers_stop;
         let ops = tokio::spawn(http::serve::serve(
@@ -177,6 +188,9 @@ impl Application {
         }
         if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
             tracing::warn!("the flash-sale hand-off did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(5), payments).await.is_err() {
+            tracing::warn!("the payment worker did not stop in time");
         }
         if tokio::time::timeout(Duration::from_secs(5), prober).await.is_err() {
             tracing::warn!("the dependency prober did not stop in time");
@@ -218,6 +232,38 @@ fn wechat_client(
         WechatClient::new(&base, simulator::SIM_APP_ID, Secret::new(simulator::SIM_APP_SECRET), timeout, redis)?;
     let simulator = Arc::new(WechatSimulator::new(simulator::SIM_APP_ID, simulator::SIM_APP_SECRET));
     Ok((client, Some(simulator)))
+}
+
+/// The WeChat Pay client: against `pay.api_base` with the merchant's keys, or, in dev mode without `pay.mch_id`,
+/// against the simulator mounted on this server's own port (returned, to be mounted), with its keys.
+fn payments(
+    config: &Config,
+    local_addr: SocketAddr,
+    app_id: &str,
+) -> anyhow::Result<(crate::payments::Payments, Option<Arc<simulator::pay::PaySimulator>>)> {
+    let keys = Arc::new(config.pay.load_keys(config.mode).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let timeout = Duration::from_millis(config.pay.timeout_ms);
+    let host = if local_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
+    } else {
+        local_addr
+    };
+    let own_notify = format!("http://{host}/api/v1/payments/wechat/notify");
+    let notify_url = config.pay.notify_url.clone().unwrap_or(own_notify);
+    if !config.pay.simulated(config.mode) {
+        let client = crate::payments::client::PayClient::new(&config.pay.api_base, keys.clone(), timeout)?;
+        let pay = crate::payments::Payments { client, app_id: app_id.to_owned(), notify_url, keys };
+        return Ok((pay, None));
+    }
+    let base = format!("http://{host}{}/pay", simulator::MOUNT_PATH);
+    tracing::warn!(
+        api_base = %base,
+        mch_id = simulator::pay::keys::MCH_ID,
+        "WeChat Pay SIMULATOR in use: no pay.mch_id configured, payments are simulated (pay through POST {base}/cashier). Development only."
+    );
+    let client = crate::payments::client::PayClient::new(&base, keys.clone(), timeout)?;
+    let simulator = simulator::pay::PaySimulator::new(app_id, &base);
+    Ok((crate::payments::Payments { client, app_id: app_id.to_owned(), notify_url, keys }, Some(simulator)))
 }
 
 /// Histograms buffer samples until rendered; drain them even when nobody scrapes.

@@ -42,6 +42,8 @@ pub struct App {
     /// first need, not at start-up (an argon2 hash takes tens of milliseconds).
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
     pub wechat: WechatClient,
+    /// WeChat Pay: the client (against WeChat Pay or the simulator) and the keys.
+    pub pay: crate::payments::Payments,
     /// Flash-sale decisions: a Lua script in Redis, or in process.
     pub flash_gate: Gate,
     /// Wakes the flash-sale hand-off worker when a purchase is won.

@@ -39,6 +39,7 @@ use crate::state::AppState;
         (name = "addresses", description = "Shipping addresses"),
         (name = "cart", description = "The shopping cart"),
         (name = "orders", description = "Orders"),
+        (name = "payments", description = "WeChat Pay: paying, refunds, notifications"),
     ),
     modifiers(&BearerAuth)
 )]
@@ -77,6 +78,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::coupons::admin_routes::router())
         .merge(crate::flash_sale::routes::router())
         .merge(crate::flash_sale::admin_routes::router())
+        .merge(crate::payments::routes::router())
+        .merge(crate::payments::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

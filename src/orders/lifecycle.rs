@@ -19,6 +19,10 @@ pub enum Actor {
     User(i64),
     Admin(i64),
     Timeout,
+    /// WeChat Pay said so (a notification, a query, a refund's outcome).
+    Payment,
+    /// Completed after `orders.auto_complete_days` without the buyer confirming.
+    AutoComplete,
 }
 
 impl Actor {
@@ -27,6 +31,8 @@ impl Actor {
             Actor::User(id) => format!("user:{id}"),
             Actor::Admin(id) => format!("admin:{id}"),
             Actor::Timeout => "system:timeout".to_owned(),
+            Actor::Payment => "system:payment".to_owned(),
+            Actor::AutoComplete => "system:auto_complete".to_owned(),
         }
     }
 }
@@ -96,7 +102,18 @@ pub async fn cancel_in(
 ) -> Result<Option<PurchaseRow>, AppError> {
     let (order, status) = current(conn, id, owner).await?;
     transition(conn, id, status, OrderStatus::Cancelled, actor, None).await?;
-    let now = now_ms();
+    return_goods(conn, &order, now_ms()).await
+}
+
+/// Gives an order's coupon and stock back (a cancellation, or a full refund before shipping), inside the caller's
+/// transaction. A flash-sale order's units go back to the sale (the purchase is returned, for [`cancelled`] to tell
+/// the gate), or to the SKU when the sale's leftover has gone back there already.
+pub async fn return_goods(
+    conn: &mut AnyConnection,
+    order: &store::OrderRow,
+    now: i64,
+) -> Result<Option<PurchaseRow>, AppError> {
+    let id = order.id;
     coupons::store::give_back(conn, id).await?;
     if let Some(sale_id) = order.flash_sale_id {
         let released = flash_store::release_for_order(conn, id, now).await?;
@@ -124,7 +141,8 @@ pub async fn cancelled(app: &App, id: i64, actor: &Actor, released: Option<Purch
     metrics::counter!("orders_cancelled_total", "by" => by).increment(1);
 }
 
-/// Ships a paid order with its carrier and tracking number (each 1 to 64 characters).
+/// Ships a paid order with its carrier and tracking number (each 1 to 64 characters); the shipping information
+/// is queued for upload to WeChat (mandatory for mini-program shops using WeChat Pay) in the same transaction.
 pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no: &str) -> Result<(), AppError> {
     let (carrier, tracking_no) = (carrier.trim(), tracking_no.trim());
     let mut fields = Vec::new();
@@ -137,9 +155,46 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
     let (_, status) = current(&mut tx, id, None).await?;
     transition(&mut tx, id, status, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
         .await?;
+    store::set_shipped(&mut tx, app.db.dialect, id, now_ms()).await?;
     tx.commit().bounded().await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
+}
+
+/// The buyer confirms receipt: `shipped → completed`.
+pub async fn confirm_receipt(app: &App, user_id: i64, id: i64) -> Result<(), AppError> {
+    let mut tx = app.db.begin_write().await?;
+    let (_, status) = current(&mut tx, id, Some(user_id)).await?;
+    transition(&mut tx, id, status, OrderStatus::Completed, &Actor::User(user_id), None).await?;
+    store::set_completed_at(&mut tx, id, now_ms()).await?;
+    tx.commit().bounded().await?;
+    app.order_cache.invalidate(&id.to_string()).await;
+    Ok(())
+}
+
+/// Completes orders shipped more than `orders.auto_complete_days` ago. Each is the conditional transition
+/// `shipped → completed`, so two instances never complete one twice; returns how many this call completed.
+pub async fn auto_complete(app: &App) -> Result<usize, AppError> {
+    let cutoff = now_ms() - app.config.orders.auto_complete_days as i64 * 86_400_000;
+    let ids = store::shipped_before(&app.db.pool, cutoff, 200).await?;
+    let mut done = 0;
+    for id in ids {
+        let mut tx = app.db.begin_write().await?;
+        let moved =
+            transition(&mut tx, id, OrderStatus::Shipped, OrderStatus::Completed, &Actor::AutoComplete, None).await;
+        match moved {
+            Ok(()) => {
+                store::set_completed_at(&mut tx, id, now_ms()).await?;
+                tx.commit().bounded().await?;
+                app.order_cache.invalidate(&id.to_string()).await;
+                done += 1;
+            }
+            // Confirmed or refunded meanwhile (here or on another instance).
+            Err(AppError::Conflict { .. }) => tx.rollback().bounded().await?,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(done)
 }
 
 /// Any legal transition without side effects on stock (payments will drive `paid`; tests use it).

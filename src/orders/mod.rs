@@ -59,7 +59,8 @@ impl OrderStatus {
     }
 
     /// The state machine: `pending_payment → paid → shipped → completed`, `pending_payment → cancelled`,
-    /// `paid → refunding → refunded`.
+    /// `paid | shipped → refunding → refunded`, and back from `refunding` to where it was after a partial or
+    /// failed refund.
     pub fn can_become(self, to: OrderStatus) -> bool {
         use OrderStatus::*;
         matches!(
@@ -69,7 +70,10 @@ impl OrderStatus {
                 | (Paid, Shipped)
                 | (Shipped, Completed)
                 | (Paid, Refunding)
+                | (Shipped, Refunding)
                 | (Refunding, Refunded)
+                | (Refunding, Paid)
+                | (Refunding, Shipped)
         )
     }
 }
@@ -86,7 +90,10 @@ mod tests {
             (Paid, Shipped),
             (Shipped, Completed),
             (Paid, Refunding),
+            (Shipped, Refunding),
             (Refunding, Refunded),
+            (Refunding, Paid),
+            (Refunding, Shipped),
         ];
         for from in OrderStatus::ALL {
             for to in OrderStatus::ALL {

@@ -15,7 +15,6 @@ use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{AppPath, AppQuery};
 use crate::http::json_body;
 use crate::orders::create::{self, CreateOrder};
-use crate::orders::lifecycle::{self, Actor};
 use crate::orders::model::{Order, OrderPage};
 use crate::orders::query;
 use crate::state::AppState;
@@ -92,13 +91,15 @@ pub async fn list_orders(
     Ok(Json(query::list_for_user(&state, user.id, q.status.as_deref(), q.limit, q.cursor.as_deref()).await?))
 }
 
-/// Cancels an unpaid order; its stock goes back on sale.
+/// Cancels an unpaid order; its stock goes back on sale. An order with a WeChat Pay prepay is closed at WeChat
+/// first, so it can no longer be paid.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses(
         (status = 200, body = Order),
         (status = 404, body = ErrorBody, description = "`order_not_found`"),
-        (status = 409, body = ErrorBody, description = "`invalid_order_state`: not pending payment"),
+        (status = 409, body = ErrorBody, description = "`invalid_order_state`: not pending payment; `payment_in_progress`: WeChat Pay could not confirm the payment is closed (the user may be paying)"),
+        (status = 503, body = ErrorBody, description = "`wechat_pay_unavailable`"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = user.id, order_id = id))]
 pub async fn cancel_order(
@@ -106,6 +107,6 @@ pub async fn cancel_order(
     user: AuthUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response, AppError> {
-    lifecycle::cancel(&state, id, Some(user.id), Actor::User(user.id)).await?;
+    crate::payments::service::cancel_for_user(&state, user.id, id).await?;
     Ok((StatusCode::OK, json_body(query::get_for_user(&state, user.id, id).await?)).into_response())
 }

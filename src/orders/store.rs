@@ -268,6 +268,50 @@ pub async fn set_status(
     Ok(result.rows_affected() == 1)
 }
 
+pub async fn set_paid_at(conn: &mut AnyConnection, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE shop_order SET paid_at = ? WHERE id = ?").bind(at).bind(id).execute(conn).bounded().await?;
+    Ok(())
+}
+
+pub async fn set_completed_at(conn: &mut AnyConnection, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE shop_order SET completed_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(id)
+        .execute(conn)
+        .bounded()
+        .await?;
+    Ok(())
+}
+
+/// Records the shipping time and queues the shipping information's upload to WeChat.
+pub async fn set_shipped(conn: &mut AnyConnection, dialect: Dialect, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE shop_order SET shipped_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(id)
+        .execute(&mut *conn)
+        .bounded()
+        .await?;
+    let sql = format!(
+        "{} INTO shipping_upload (order_id, state, attempts, next_attempt_at, updated_at) VALUES (?, 'pending', 0, ?, ?)",
+        dialect.insert_ignore()
+    );
+    sqlx::query(&sql).bind(id).bind(at).bind(at).execute(conn).bounded().await?;
+    Ok(())
+}
+
+/// Orders shipped before `cutoff` and still `shipped` (auto-completion).
+pub async fn shipped_before(pool: &AnyPool, cutoff: i64, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id FROM shop_order WHERE status = 'shipped' AND shipped_at <= ? ORDER BY shipped_at LIMIT ?",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(pool)
+    .bounded()
+    .await?;
+    rows.iter().map(|r| r.try_get("id")).collect()
+}
+
 /// Filters of an order listing; `None` is "any". Keyset: newest first on (created_at, id).
 #[derive(Default)]
 pub struct OrderFilter<'a> {

@@ -49,10 +49,31 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
 
 /// One pass; returns how many orders it cancelled. An order whose cancellation fails is rolled back alone (its
 /// savepoint), retried later with backoff, and does not hold up the rest of the batch.
+///
+/// Close before cancel: an expired order with an open WeChat Pay prepay is first closed at WeChat (outside any
+/// transaction); one WeChat cannot confirm closed (the user may be paying, or the answer was lost) is not
+/// cancelled but queried, and tried again later with backoff. Only then is it claimed like any other.
 pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Result<usize, AppError> {
     let mut cancelled = 0;
+    let open =
+        crate::payments::store::open_past_deadline(&state.db.pool, now_ms(), &failing.backing_off(), BATCH).await?;
+    let mut unclosed = Vec::new();
+    for (id, _) in open {
+        match crate::payments::service::close_before_cancel(state, id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                failing.failed(id, &"WeChat Pay did not confirm the close");
+                unclosed.push(id);
+            }
+            Err(error) => {
+                failing.failed(id, &error);
+                unclosed.push(id);
+            }
+        }
+    }
     loop {
-        let skip = failing.backing_off();
+        let mut skip = failing.backing_off();
+        skip.extend(&unclosed);
         // The claimed rows stay locked until this transaction ends: another instance's sweep skips them.
         let (batch, done, failed) = retry_transient(|| async {
             let mut tx = state.db.begin_write().await?;
@@ -60,6 +81,11 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
             let mut done = Vec::with_capacity(ids.len());
             let mut failed = Vec::new();
             for &id in &ids {
+                // Prepaid meanwhile (a pay request raced the deadline): the next pass closes it first.
+                let payment = crate::payments::store::find_by_order(&mut tx, id).await?;
+                if payment.is_some_and(|p| p.state == "pending") {
+                    continue;
+                }
                 let mut savepoint = tx.begin().bounded().await?;
                 match lifecycle::cancel_in(&mut savepoint, id, None, &Actor::Timeout).await {
                     Ok(released) => {
@@ -83,6 +109,7 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
         })
         .await?;
         cancelled += done.len();
+        let progress = !done.is_empty();
         for (id, released) in done {
             failing.succeeded(&id);
             lifecycle::cancelled(state, id, &Actor::Timeout, released).await;
@@ -90,7 +117,8 @@ pub async fn sweep_with(state: &AppState, failing: &mut FailingItems<i64>) -> Re
         for (id, error) in &failed {
             failing.failed(*id, error);
         }
-        if batch < BATCH as usize || !failed.is_empty() && failed.len() == batch {
+        // A full batch in which nothing could be cancelled (all failing, or all prepaid meanwhile) ends the pass.
+        if batch < BATCH as usize || !progress {
             break;
         }
     }

@@ -54,6 +54,11 @@ impl MerchantKey {
         Ok(MerchantKey { signing: SigningKey::<Sha256>::new(key) })
     }
 
+    /// The public half (PKCS#1 DER), to compare keys without exposing the private one.
+    pub fn public_der(&self) -> Vec<u8> {
+        public_der(&rsa::RsaPublicKey::from(self.signing.as_ref()))
+    }
+
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`, as standard base64 without line breaks.
     pub fn sign(&self, message: &[u8]) -> String {
         STANDARD.encode(self.signing.sign(message).to_bytes())
@@ -83,6 +88,11 @@ impl WechatPayKey {
         WechatPayKey { verifying: VerifyingKey::<Sha256>::new(key) }
     }
 
+    /// The key (PKCS#1 DER), to compare keys.
+    pub fn public_der(&self) -> Vec<u8> {
+        public_der(self.verifying.as_ref())
+    }
+
     /// Whether `signature_b64` (standard base64) is this key's RSA-SHA256 signature of `message`.
     pub fn verifies(&self, message: &[u8], signature_b64: &str) -> bool {
         let Ok(bytes) = STANDARD.decode(signature_b64.trim()) else { return false };
@@ -95,6 +105,11 @@ impl std::fmt::Debug for WechatPayKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WechatPayKey")
     }
+}
+
+fn public_der(key: &RsaPublicKey) -> Vec<u8> {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    key.to_pkcs1_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default()
 }
 
 /// The API v3 key: exactly 32 bytes.

@@ -1,11 +1,12 @@
 //! Simulators of the external services wxshop talks to, speaking their real protocols (paths, parameters, JSON
 //! shapes, errcodes), so development and tests exercise the real client code. `wechat` is the mini-program server
-//! API; WeChat Pay v3 joins it here.
+//! API, `pay` WeChat Pay API v3.
 //!
 //! Mounted under `/__simulator/...` on the main port in dev mode when no WeChat app is configured (never in
 //! production), or run alone with `wxshop simulator --listen ADDR`. These routes are WeChat's API, not ours, so
 //! they are not in wxshop's OpenAPI document.
 
+pub mod pay;
 pub mod wechat;
 
 use std::sync::Arc;
@@ -19,27 +20,36 @@ pub const MOUNT_PATH: &str = "/__simulator";
 pub const SIM_APP_ID: &str = "wxsimulator0000001";
 pub const SIM_APP_SECRET: &str = "simulator-app-secret";
 
-/// Every simulator, mounted at `/wechat` (and later `/pay`).
-pub fn router(wechat: Arc<wechat::WechatSimulator>) -> Router {
-    Router::new().nest("/wechat", wechat::router(wechat))
+/// Every simulator, mounted at `/wechat` and `/pay`.
+pub fn router(wechat: Arc<wechat::WechatSimulator>, pay: Option<Arc<pay::PaySimulator>>) -> Router {
+    let router = Router::new().nest("/wechat", wechat::router(wechat));
+    match pay {
+        Some(pay) => router.nest("/pay", pay::router(pay)),
+        None => router,
+    }
 }
 
 /// `router` mounted under [`MOUNT_PATH`] of `app`.
-pub fn mount<S: Clone + Send + Sync + 'static>(app: Router<S>, wechat: Arc<wechat::WechatSimulator>) -> Router<S> {
-    app.nest_service(MOUNT_PATH, router(wechat))
+pub fn mount<S: Clone + Send + Sync + 'static>(
+    app: Router<S>,
+    wechat: Arc<wechat::WechatSimulator>,
+    pay: Option<Arc<pay::PaySimulator>>,
+) -> Router<S> {
+    app.nest_service(MOUNT_PATH, router(wechat, pay))
 }
 
 /// Runs the simulators alone (`wxshop simulator --listen ADDR`) until SIGINT/SIGTERM.
 pub async fn serve(listen: std::net::SocketAddr, app_id: &str, app_secret: &str) -> anyhow::Result<()> {
     let wechat = Arc::new(wechat::WechatSimulator::new(app_id, app_secret));
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let pay = pay::PaySimulator::new(app_id, &format!("http://{}/pay", listener.local_addr()?));
     tracing::warn!(
         address = %listener.local_addr()?,
         app_id,
-        "WeChat SIMULATOR listening: http://{}/wechat (for development and tests only)",
+        "WeChat SIMULATOR listening: http://{0}/wechat and WeChat Pay http://{0}/pay (for development and tests only)",
         listener.local_addr()?
     );
-    axum::serve(listener, router(wechat))
+    axum::serve(listener, router(wechat, Some(pay)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

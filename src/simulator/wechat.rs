@@ -7,6 +7,8 @@
 //!   with `flaky-` answers -1 on its first use only (a retry succeeds).
 //! - A phone code `phone-<DIGITS>` (5 to 15 digits) returns that phone number; other phone codes answer 40029.
 //! - `stable_token` hands out one access token at a time (7200 s), which `getuserphonenumber` requires (40001).
+//! - `upload_shipping_info` records each accepted upload (`GET /_shipping`); `POST /_control
+//!   {"shipping_fail_next": N}` makes the next N uploads fail with -1 (system busy).
 //! - `GET /_stats` (a simulator extension) counts the calls per API.
 
 use std::collections::{HashMap, HashSet};
@@ -32,13 +34,15 @@ pub struct WechatSimulator {
     flaked: Mutex<HashSet<String>>,
     access_token: Mutex<Option<(String, Instant)>>,
     calls: HashMap<&'static str, AtomicU64>,
+    shipping_fail_next: AtomicU64,
+    shipping: Mutex<Vec<Value>>,
 }
 
 const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(7200);
 
 impl WechatSimulator {
     pub fn new(app_id: &str, app_secret: &str) -> WechatSimulator {
-        let calls = ["jscode2session", "stable_token", "getuserphonenumber"]
+        let calls = ["jscode2session", "stable_token", "getuserphonenumber", "upload_shipping_info"]
             .into_iter()
             .map(|k| (k, AtomicU64::new(0)))
             .collect();
@@ -49,6 +53,8 @@ impl WechatSimulator {
             flaked: Mutex::new(HashSet::new()),
             access_token: Mutex::new(None),
             calls,
+            shipping_fail_next: AtomicU64::new(0),
+            shipping: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +91,9 @@ pub fn router(sim: Arc<WechatSimulator>) -> Router {
         .route("/sns/jscode2session", get(jscode2session))
         .route("/cgi-bin/stable_token", post(stable_token))
         .route("/wxa/business/getuserphonenumber", post(get_user_phone_number))
+        .route("/wxa/sec/order/upload_shipping_info", post(upload_shipping_info))
+        .route("/_shipping", get(shipping))
+        .route("/_control", post(control))
         .route("/_stats", get(stats))
         .with_state(sim)
 }
@@ -198,6 +207,41 @@ async fn get_user_phone_number(
             "watermark": { "timestamp": now, "appid": sim.app_id },
         },
     }))
+}
+
+async fn upload_shipping_info(
+    State(sim): State<Arc<WechatSimulator>>,
+    Query(q): Query<AccessTokenQuery>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    sim.count("upload_shipping_info");
+    if !sim.valid_access_token(q.access_token.as_deref().unwrap_or("")) {
+        return Json(error(40001, "invalid credential, access_token is invalid or not latest"));
+    }
+    let Some(Json(body)) = body else { return Json(error(47001, "data format error")) };
+    let has_key = body.pointer("/order_key/out_trade_no").and_then(Value::as_str).is_some()
+        || body.pointer("/order_key/transaction_id").and_then(Value::as_str).is_some();
+    let shipped = body.get("shipping_list").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    if !has_key || !shipped || body.pointer("/payer/openid").and_then(Value::as_str).is_none() {
+        return Json(error(47001, "data format error"));
+    }
+    let failing = sim.shipping_fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if failing {
+        return Json(error(-1, "system error"));
+    }
+    sim.shipping.lock().unwrap().push(body);
+    Json(json!({ "errcode": 0, "errmsg": "ok" }))
+}
+
+async fn shipping(State(sim): State<Arc<WechatSimulator>>) -> Json<Value> {
+    Json(Value::Array(sim.shipping.lock().unwrap().clone()))
+}
+
+async fn control(State(sim): State<Arc<WechatSimulator>>, Json(body): Json<Value>) -> Json<Value> {
+    if let Some(n) = body.get("shipping_fail_next").and_then(Value::as_u64) {
+        sim.shipping_fail_next.store(n, Ordering::SeqCst);
+    }
+    Json(json!({ "shipping_fail_next": sim.shipping_fail_next.load(Ordering::SeqCst) }))
 }
 
 async fn stats(State(sim): State<Arc<WechatSimulator>>) -> Json<Value> {

@@ -172,6 +172,29 @@ impl WechatClient {
         Err(WechatError::Unavailable("access token refused twice".into()))
     }
 
+    /// Uploads an order's shipping information (`/wxa/sec/order/upload_shipping_info`), which WeChat requires of
+    /// mini-program shops paid through WeChat Pay. `body` is WeChat's JSON (order key, logistics, payer).
+    #[tracing::instrument(skip_all)]
+    pub async fn upload_shipping_info(&self, body: &serde_json::Value) -> Result<(), WechatError> {
+        let url = format!("{}/wxa/sec/order/upload_shipping_info", self.api_base);
+        for attempt in 0..2 {
+            let token = self.access_token().await?;
+            let result: Result<Envelope, WechatError> = self
+                .call("upload_shipping_info", || {
+                    self.http.post(&url).query(&[("access_token", token.as_str())]).json(body)
+                })
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(WechatError::Misconfigured(40001 | 42001)) if attempt == 0 => {
+                    self.forget_access_token(&token).await
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(WechatError::Unavailable("access token refused twice".into()))
+    }
+
     /// The app's access token: cached until shortly before it expires; refreshed by one caller at a time, and in
     /// scale-out shared by every instance through Redis (under a lock, so the fleet refreshes it once).
     pub async fn access_token(&self) -> Result<String, WechatError> {
