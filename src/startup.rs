@@ -106,11 +106,7 @@ impl Application {
             openapi_json,
         }));
         let mut router = api.merge(http::docs_ui());
-        if let Some(simulator) = wechat_simulator {
-            router = simulator::mount(router, simulator, pay_simulator);
-        } else if let Some(pay) = pay_simulator {
-            router = router.nest_service(&format!("{}/pay", simulator::MOUNT_PATH), simulator::pay::router(pay));
-        }
+        router = simulator::mount(router, wechat_simulator, pay_simulator);
         let router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
         let ops_listener = TcpListener::bind(config.ops_listen)
             .await

@@ -387,9 +387,25 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Seconds since the epoch as WeChat writes times: `2026-12-01T10:00:00+08:00` (Beijing time).
+pub fn rfc3339_beijing(secs: i64) -> String {
+    let offset = time::UtcOffset::from_hms(8, 0, 0).expect("a valid offset");
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+08:00");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(|t| t.to_offset(offset))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beijing_time_is_eight_hours_ahead() {
+        assert_eq!(rfc3339_beijing(0), "1970-01-01T08:00:00+08:00");
+    }
 
     #[test]
     fn rfc3339_is_utc() {

@@ -23,14 +23,18 @@ pub struct PayConfig {
     /// Base URL of WeChat Pay API v3 (`WXSHOP_PAY__API_BASE`).
     pub api_base: String,
     /// The merchant id (商户号). Unset in dev mode: the built-in simulator.
+    #[serde(default, deserialize_with = "digits_as_text")]
     pub mch_id: Option<String>,
     /// Serial number of the merchant API certificate (uppercase hex).
+    #[serde(default, deserialize_with = "digits_as_text")]
     pub merchant_serial: Option<String>,
     /// The merchant API private key, PKCS#8 PEM (`apiclient_key.pem`).
     pub merchant_key_file: Option<PathBuf>,
     /// The API v3 key: exactly 32 bytes; decrypts notifications.
+    #[serde(default, deserialize_with = "digits_as_secret")]
     pub api_v3_key: Option<Secret>,
     /// The previous API v3 key, still tried while notifications sealed with it may arrive (rotation).
+    #[serde(default, deserialize_with = "digits_as_secret")]
     pub previous_api_v3_key: Option<Secret>,
     /// Public-key mode: the WeChat Pay public key's id (`PUB_KEY_ID_…`) and its PEM file.
     pub public_key_id: Option<String>,
@@ -47,6 +51,57 @@ pub struct PayConfig {
     pub worker_interval_ms: u64,
     /// `GET /api/v1/orders/{id}/payment` asks WeChat at most once per order in this window.
     pub query_min_interval_ms: u64,
+}
+
+/// Text that may be all digits: an environment variable like `WXSHOP_PAY__MCH_ID=1900000109` arrives as a number.
+struct Digits;
+
+impl<'de> serde::de::Visitor<'de> for Digits {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string (or digits)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_owned()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(Digits)
+    }
+}
+
+fn digits_as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_option(Digits)
+}
+
+fn digits_as_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(digits_as_text(d)?.map(Secret::new))
 }
 
 impl Default for PayConfig {

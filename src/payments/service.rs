@@ -73,7 +73,7 @@ pub async fn pay(app: &App, user_id: i64, order_id: i64) -> Result<RequestPaymen
             "mchid": pay.client.keys().merchant.mch_id,
             "description": description(&items),
             "out_trade_no": order.order_no,
-            "time_expire": crate::simulator::pay::beijing(order.pay_deadline / 1000),
+            "time_expire": crate::db::rfc3339_beijing(order.pay_deadline / 1000),
             "notify_url": pay.notify_url,
             "amount": { "total": order.total_fen, "currency": "CNY" },
             "payer": { "openid": openid },

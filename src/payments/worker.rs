@@ -141,7 +141,7 @@ async fn upload_shipping(state: &AppState) -> Result<(), AppError> {
                 "express_company": carrier.unwrap_or_default(),
                 "item_desc": "wxshop order",
             }],
-            "upload_time": crate::simulator::pay::beijing(shipped_at.unwrap_or(now) / 1000),
+            "upload_time": crate::db::rfc3339_beijing(shipped_at.unwrap_or(now) / 1000),
             "payer": { "openid": row.try_get::<String, _>("openid")? },
         });
         let (done, error) = match state.wechat.upload_shipping_info(&body).await {

@@ -20,21 +20,27 @@ pub const MOUNT_PATH: &str = "/__simulator";
 pub const SIM_APP_ID: &str = "wxsimulator0000001";
 pub const SIM_APP_SECRET: &str = "simulator-app-secret";
 
-/// Every simulator, mounted at `/wechat` and `/pay`.
-pub fn router(wechat: Arc<wechat::WechatSimulator>, pay: Option<Arc<pay::PaySimulator>>) -> Router {
-    let router = Router::new().nest("/wechat", wechat::router(wechat));
-    match pay {
-        Some(pay) => router.nest("/pay", pay::router(pay)),
-        None => router,
+/// The simulators in use, mounted at `/wechat` and `/pay`.
+pub fn router(wechat: Option<Arc<wechat::WechatSimulator>>, pay: Option<Arc<pay::PaySimulator>>) -> Router {
+    let mut router = Router::new();
+    if let Some(wechat) = wechat {
+        router = router.nest("/wechat", wechat::router(wechat));
     }
+    if let Some(pay) = pay {
+        router = router.nest("/pay", pay::router(pay));
+    }
+    router
 }
 
-/// `router` mounted under [`MOUNT_PATH`] of `app`.
+/// `router` mounted under [`MOUNT_PATH`] of `app` (nothing when neither simulator is in use).
 pub fn mount<S: Clone + Send + Sync + 'static>(
     app: Router<S>,
-    wechat: Arc<wechat::WechatSimulator>,
+    wechat: Option<Arc<wechat::WechatSimulator>>,
     pay: Option<Arc<pay::PaySimulator>>,
 ) -> Router<S> {
+    if wechat.is_none() && pay.is_none() {
+        return app;
+    }
     app.nest_service(MOUNT_PATH, router(wechat, pay))
 }
 
@@ -49,7 +55,7 @@ pub async fn serve(listen: std::net::SocketAddr, app_id: &str, app_secret: &str)
         "WeChat SIMULATOR listening: http://{0}/wechat and WeChat Pay http://{0}/pay (for development and tests only)",
         listener.local_addr()?
     );
-    axum::serve(listener, router(wechat, Some(pay)))
+    axum::serve(listener, router(Some(wechat), Some(pay)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

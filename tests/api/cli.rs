@@ -16,14 +16,43 @@ fn wxshop() -> Command {
     command
 }
 
-/// Settings a production start needs: real secrets and a WeChat app.
-const PRODUCTION_ENV: &[(&str, &str)] = &[
-    ("WXSHOP_MODE", "production"),
-    ("WXSHOP_AUTH__JWT_SECRET", "a-production-jwt-secret-that-is-long-enough"),
-    ("WXSHOP_AUTH__DATA_KEY", "cHJvZHVjdGlvbi1kYXRhLWtleS0zMi1ieXRlcy1sb24="),
-    ("WXSHOP_WECHAT__APP_ID", "wx0123456789abcdef"),
-    ("WXSHOP_WECHAT__APP_SECRET", "0123456789abcdef0123456789abcdef"),
-];
+/// A merchant's key files for production starts (keys generated once per test run, never the simulator's).
+fn merchant_keys() -> &'static std::path::Path {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let merchant = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let platform = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        std::fs::write(dir.path().join("apiclient_key.pem"), merchant.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes())
+            .unwrap();
+        let public = platform.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        std::fs::write(dir.path().join("pub_key.pem"), public).unwrap();
+        std::fs::write(dir.path().join("simulator_key.pem"), wxshop::simulator::pay::keys::MERCHANT_KEY_PEM).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Settings a production start needs: real secrets, a WeChat app and a WeChat Pay merchant.
+fn production_env() -> Vec<(&'static str, String)> {
+    let keys = merchant_keys();
+    let path = |name: &str| keys.join(name).to_str().unwrap().to_owned();
+    vec![
+        ("WXSHOP_MODE", "production".into()),
+        ("WXSHOP_AUTH__JWT_SECRET", "a-production-jwt-secret-that-is-long-enough".into()),
+        ("WXSHOP_AUTH__DATA_KEY", "cHJvZHVjdGlvbi1kYXRhLWtleS0zMi1ieXRlcy1sb24=".into()),
+        ("WXSHOP_WECHAT__APP_ID", "wx0123456789abcdef".into()),
+        ("WXSHOP_WECHAT__APP_SECRET", "0123456789abcdef0123456789abcdef".into()),
+        ("WXSHOP_PAY__MCH_ID", "1900000109".into()),
+        ("WXSHOP_PAY__MERCHANT_SERIAL", "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C".into()),
+        ("WXSHOP_PAY__MERCHANT_KEY_FILE", path("apiclient_key.pem")),
+        ("WXSHOP_PAY__API_V3_KEY", "the-production-api-v3-key-32byte".into()),
+        ("WXSHOP_PAY__PUBLIC_KEY_ID", "PUB_KEY_ID_0119000001092026120100000000000001".into()),
+        ("WXSHOP_PAY__PUBLIC_KEY_FILE", path("pub_key.pem")),
+        ("WXSHOP_PAY__NOTIFY_URL", "https://shop.example/api/v1/payments/wechat/notify".into()),
+    ]
+}
 
 #[test]
 fn config_prints_layered_values_with_secrets_redacted() {
@@ -57,12 +86,15 @@ fn config_file_from_environment_variable() {
     .unwrap();
     let mut command = wxshop();
     command.arg("config").env("WXSHOP_CONFIG", &file);
-    for (key, value) in PRODUCTION_ENV.iter().filter(|(k, _)| *k != "WXSHOP_MODE" && *k != "WXSHOP_AUTH__JWT_SECRET") {
+    for (key, value) in production_env().iter().filter(|(k, _)| *k != "WXSHOP_MODE" && *k != "WXSHOP_AUTH__JWT_SECRET")
+    {
         command.env(key, value);
     }
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8(output.stdout).unwrap().contains("mode = \"production\""));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("mode = \"production\""));
+    assert!(!printed.contains("the-production-api-v3-key-32byte"), "the API v3 key is redacted:\n{printed}");
 }
 
 #[test]
@@ -88,12 +120,7 @@ fn invalid_config_stops_start_up_naming_the_key() {
 
 #[test]
 fn production_mode_refuses_demo_data() {
-    let output = wxshop()
-        .arg("serve")
-        .envs(PRODUCTION_ENV.iter().copied())
-        .env("WXSHOP_DB__SEED_DEMO", "true")
-        .output()
-        .unwrap();
+    let output = wxshop().arg("serve").envs(production_env()).env("WXSHOP_DB__SEED_DEMO", "true").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("db.seed_demo"), "{stderr}");
@@ -131,7 +158,7 @@ fn dev_tokens_prints_tokens_for_seeded_buyers_and_is_refused_in_production() {
         assert_eq!(claims.sub, parts[0]);
         assert!(parts[2].parse::<i64>().is_ok(), "{line}");
     }
-    let refused = wxshop().args(["dev-tokens"]).envs(PRODUCTION_ENV.iter().copied()).output().unwrap();
+    let refused = wxshop().args(["dev-tokens"]).envs(production_env()).output().unwrap();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("refused in production"),
@@ -177,22 +204,36 @@ fn production_mode_refuses_weak_or_default_secrets_and_the_simulator() {
         ("WXSHOP_AUTH__JWT_SECRET", "too-short", "auth.jwt_secret"),
         ("WXSHOP_AUTH__DATA_KEY", "d3hzaG9wLWRldi1kYXRhLWtleS1ub3QtZm9yLXByb2Q=", "auth.data_key"),
         ("WXSHOP_AUTH__DATA_KEY", "c2hvcnQ=", "auth.data_key"),
+        ("WXSHOP_PAY__API_V3_KEY", "not-32-bytes", "pay.api_v3_key"),
+        ("WXSHOP_PAY__API_V3_KEY", wxshop::simulator::pay::keys::API_V3_KEY, "pay.api_v3_key"),
+        ("WXSHOP_PAY__MERCHANT_KEY_FILE", "/nonexistent/apiclient_key.pem", "pay.merchant_key_file"),
+        (
+            "WXSHOP_PAY__MERCHANT_KEY_FILE",
+            merchant_keys().join("pub_key.pem").to_str().unwrap(),
+            "pay.merchant_key_file",
+        ),
+        (
+            "WXSHOP_PAY__MERCHANT_KEY_FILE",
+            merchant_keys().join("simulator_key.pem").to_str().unwrap(),
+            "pay.merchant_key_file",
+        ),
+        ("WXSHOP_PAY__MCH_ID", "", "pay.mch_id"),
     ] {
-        let output = wxshop().arg("serve").envs(PRODUCTION_ENV.iter().copied()).env(key, value).output().unwrap();
+        let output = wxshop().arg("serve").envs(production_env()).env(key, value).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{key}={value}: {stderr}");
         assert!(stderr.contains(named), "{key}={value}: {stderr}");
+        assert!(!stderr.contains("BEGIN"), "no key material in the message: {stderr}");
     }
     // No WeChat app: dev mode would use the simulator; production refuses to start.
     let output = wxshop()
         .arg("serve")
-        .envs(PRODUCTION_ENV.iter().copied().filter(|(k, _)| !k.starts_with("WXSHOP_WECHAT")))
+        .envs(production_env().into_iter().filter(|(k, _)| !k.starts_with("WXSHOP_WECHAT")))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("wechat.app_id"));
-    let output =
-        wxshop().args(["simulator", "--listen", "127.0.0.1:0"]).envs(PRODUCTION_ENV.iter().copied()).output().unwrap();
+    let output = wxshop().args(["simulator", "--listen", "127.0.0.1:0"]).envs(production_env()).output().unwrap();
     assert!(!output.status.success(), "the standalone simulator is refused in production");
 }
 

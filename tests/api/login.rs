@@ -122,7 +122,7 @@ async fn a_separately_running_simulator_serves_a_configured_app() {
     let wechat = std::sync::Arc::new(simulator::wechat::WechatSimulator::new("wx-standalone", "standalone-secret"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/wechat", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, simulator::router(wechat, None)).await.unwrap() });
+    tokio::spawn(async move { axum::serve(listener, simulator::router(Some(wechat), None)).await.unwrap() });
     for backend in backends() {
         let base = base.clone();
         let app = spawn_app_with(&backend, |c| {

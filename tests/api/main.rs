@@ -14,6 +14,7 @@ mod login;
 mod middleware;
 mod openapi;
 mod orders;
+mod payments;
 mod revocations;
 mod secrets;
 mod sessions;

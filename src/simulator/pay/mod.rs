@@ -166,6 +166,8 @@ pub struct Delivery {
     pub attempt: u32,
     /// `valid`, `probe`, `bad_signature`, `stale_timestamp`, `unknown_serial`, `amount_tamper`, `dropped`.
     pub kind: String,
+    /// The key it was signed with: a `PUB_KEY_ID_…` or a certificate serial.
+    pub serial: String,
     /// The merchant's HTTP status; 0 when it did not answer.
     pub status: u16,
     /// A 2xx to an invalid signature: the merchant does not verify (a failure in any test).
@@ -324,13 +326,7 @@ pub(crate) fn now_secs() -> i64 {
 
 /// `2026-12-01T10:00:00+08:00`, as WeChat writes times.
 pub(crate) fn beijing(secs: i64) -> String {
-    let offset = time::UtcOffset::from_hms(8, 0, 0).expect("valid");
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+08:00");
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .map(|t| t.to_offset(offset))
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
+    crate::db::rfc3339_beijing(secs)
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -92,6 +92,7 @@ impl PaySimulator {
                 reference,
                 attempt: 0,
                 kind: "dropped".into(),
+                serial: String::new(),
                 status: 0,
                 accepted_invalid: false,
             });
@@ -116,7 +117,7 @@ impl PaySimulator {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
             let kind = self.next_kind();
-            let status = self.post(envelope, url, kind).await;
+            let (status, serial) = self.post(envelope, url, kind).await;
             let delivered = (200..300).contains(&status);
             self.state().deliveries.push(Delivery {
                 event_id: event_id.to_owned(),
@@ -124,6 +125,7 @@ impl PaySimulator {
                 reference: reference.to_owned(),
                 attempt: attempt as u32 + 1,
                 kind: kind.label().into(),
+                serial,
                 status,
                 accepted_invalid: delivered && kind != Kind::Valid,
             });
@@ -151,8 +153,8 @@ impl PaySimulator {
         Kind::Valid
     }
 
-    /// One POST; the merchant's status, 0 when it did not answer within 5 s.
-    async fn post(&self, envelope: &str, url: &str, kind: Kind) -> u16 {
+    /// One POST; the merchant's status (0 when it did not answer within 5 s) and the serial it was signed under.
+    async fn post(&self, envelope: &str, url: &str, kind: Kind) -> (u16, String) {
         let sign_with = self.state().knobs.sign_with.clone();
         let use_certificate = match sign_with.as_str() {
             "certificate" => true,
@@ -183,12 +185,12 @@ impl PaySimulator {
             .header("wechatpay-timestamp", timestamp.to_string())
             .header("wechatpay-nonce", nonce)
             .header("wechatpay-signature", signature)
-            .header("wechatpay-serial", serial)
+            .header("wechatpay-serial", serial.clone())
             .header("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048")
             .body(envelope.to_owned());
         match request.send().await {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => 0,
+            Ok(response) => (response.status().as_u16(), serial),
+            Err(_) => (0, serial),
         }
     }
 }
