@@ -189,6 +189,13 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     })
 }
 
+/// The order, locked until the transaction ends (MySQL), so its status is current.
+pub async fn lock_order(conn: &mut AnyConnection, dialect: Dialect, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE id = ?{}", dialect.for_update());
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;
+    row.as_ref().map(order_row).transpose()
+}
+
 pub async fn find_order(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE id = ?");
     let row = sqlx::query(&sql).bind(id).fetch_optional(conn).bounded().await?;

@@ -232,7 +232,7 @@ pub async fn apply_transaction(
         tx.commit().bounded().await?;
         return Ok(Applied::NotPaid);
     }
-    let payment = store::find_by_out_trade_no(&mut tx, &txn.out_trade_no).await?;
+    let payment = store::lock_by_out_trade_no(&mut tx, app.db.dialect, &txn.out_trade_no).await?;
     let mismatch = check(app, txn, payment.as_ref().map(|p| p.amount_fen));
     let Some(payment) = payment.filter(|_| mismatch.is_none()) else {
         let (kind, detail) = mismatch.unwrap_or(("unknown_order", "no payment with this out_trade_no".into()));

@@ -54,6 +54,18 @@ pub async fn find_by_out_trade_no(conn: &mut AnyConnection, no: &str) -> Result<
     row.as_ref().map(payment_row).transpose()
 }
 
+/// The payment, locked until the transaction ends (MySQL; SQLite's write transaction excludes other writers), so
+/// what is read is current and stays so.
+pub async fn lock_by_out_trade_no(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    no: &str,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM payment WHERE out_trade_no = ?{}", dialect.for_update());
+    let row = sqlx::query(&sql).bind(no.to_owned()).fetch_optional(conn).bounded().await?;
+    row.as_ref().map(payment_row).transpose()
+}
+
 /// A payment about to be prepaid.
 pub struct NewPayment<'a> {
     pub order_id: i64,
