@@ -192,7 +192,7 @@ pub fn mysql_url(server_url: &str, database: &str) -> String {
     url.to_string()
 }
 
-async fn create_mysql_database(server_url: &str, database: &str) {
+pub async fn create_mysql_database(server_url: &str, database: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(server_url)
         .await

@@ -14,6 +14,7 @@ mod login;
 mod middleware;
 mod openapi;
 mod orders;
+mod payment_crash;
 mod payments;
 mod revocations;
 mod secrets;
