@@ -77,6 +77,9 @@ impl Application {
         metrics::counter!("pay_anomalies_total", "kind" => "amount_mismatch").increment(0);
         metrics::counter!("pay_refund_abnormal_total").increment(0);
         metrics::counter!("pay_refund_after_cancel_total").increment(0);
+        for outcome in ["unknown_serial", "undecryptable"] {
+            metrics::counter!("pay_notifications_total", "outcome" => outcome).increment(0);
+        }
         spawn_metrics_upkeep(metrics.clone());
         let redis_for_gate = redis.clone();
         let state = AppState(Arc::new(App {

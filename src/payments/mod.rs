@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod model;
 pub mod notify;
 pub mod reconcile;
+pub mod refund_store;
 pub mod refunds;
 pub mod routes;
 pub mod service;

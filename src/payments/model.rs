@@ -162,3 +162,54 @@ pub struct PaymentView {
     pub transaction_id: Option<String>,
     pub paid_at: Option<String>,
 }
+
+/// Where a refund is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Asked for by the buyer, waiting for an admin.
+    Requested,
+    Rejected,
+    /// Sent to (or being sent to) WeChat Pay.
+    Processing,
+    Succeeded,
+    /// WeChat Pay could not pay it back (e.g. the card is frozen): not final, needs a person.
+    Abnormal,
+    /// Failed for good; the order went back to where it was.
+    Closed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Requested => "requested",
+            RefundStatus::Rejected => "rejected",
+            RefundStatus::Processing => "processing",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Abnormal => "abnormal",
+            RefundStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefundStatus> {
+        [Self::Requested, Self::Rejected, Self::Processing, Self::Succeeded, Self::Abnormal, Self::Closed]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A refund as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Refund {
+    pub id: i64,
+    pub order_id: i64,
+    pub out_refund_no: String,
+    /// `request` (the buyer asked) or `after_cancel` (paid after the order was cancelled).
+    pub kind: String,
+    pub status: RefundStatus,
+    pub amount_fen: i64,
+    pub reason: String,
+    pub decision_note: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::db::{now_ms, Bounded};
 use crate::error::AppError;
-use crate::payments::{reconcile, refunds, service, store};
+use crate::payments::{reconcile, refund_store, refunds, service, store};
 use crate::state::AppState;
 
 const BATCH: i64 = 50;
@@ -73,10 +73,10 @@ pub async fn poll_pending(state: &AppState) -> Result<usize, AppError> {
 /// Refunds not yet settled: sent again when WeChat never confirmed taking them, else queried.
 async fn refunds_in_flight(state: &AppState) -> Result<(), AppError> {
     let now = now_ms();
-    for refund in refunds::due(state, now, BATCH).await? {
+    for refund in refund_store::due(state, now, BATCH).await? {
         let age = (now - refund.updated_at).max(0);
         let next = now + backoff(5_000, (age / 60_000).min(10));
-        if !refunds::claim(state, refund.id, refund.next_check_at, next).await? {
+        if !refund_store::claim(state, refund.id, refund.next_check_at, next).await? {
             continue;
         }
         if refund.refund_id.is_none() {

@@ -1,6 +1,7 @@
 //! Black-box API tests. One test binary; each test runs on every backend of `helpers::backends()`.
 
 mod admin;
+mod after_sales;
 mod background_faults;
 mod catalog;
 mod cli;
