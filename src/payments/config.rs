@@ -125,7 +125,8 @@ impl Default for PayConfig {
     }
 }
 
-/// The keys and names the client and the notify handler use.
+/// The keys and names the client and the notify handler use (`Debug` shows no key material).
+#[derive(Debug)]
 pub struct PayKeys {
     /// Who signs our requests: merchant id, API certificate serial, private key.
     pub merchant: Merchant,
@@ -295,5 +296,45 @@ pub fn simulator_keys() -> PayKeys {
         trusted,
         accept_serial: sim::PUBLIC_KEY_ID.into(),
         simulated: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_mode_trusts_every_certificate_in_the_directory_alongside_the_public_key() {
+        let dir = std::env::temp_dir().join(format!("wxshop-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("platform.pem"), sim::CERTIFICATE_PEM).unwrap();
+        std::fs::write(dir.join("merchant.pem"), sim::MERCHANT_KEY_PEM).unwrap();
+        std::fs::write(dir.join("README"), "not a certificate").unwrap();
+        let mut config = PayConfig {
+            mch_id: Some(sim::MCH_ID.into()),
+            merchant_serial: Some(sim::MERCHANT_SERIAL.into()),
+            merchant_key_file: Some(dir.join("merchant.pem")),
+            api_v3_key: Some(Secret::new(sim::API_V3_KEY)),
+            platform_certificates_dir: Some(dir.clone()),
+            ..PayConfig::default()
+        };
+        // Certificate mode alone: responses are asked for under the certificate.
+        std::fs::rename(dir.join("merchant.pem"), dir.join("merchant.key")).unwrap();
+        config.merchant_key_file = Some(dir.join("merchant.key"));
+        let keys = config.load_keys(Mode::Dev).unwrap();
+        assert_eq!(keys.accept_serial, sim::CERTIFICATE_SERIAL);
+        assert_eq!(keys.trusted.len(), 1);
+        assert!(!keys.simulated);
+        // Both modes (a migration): the public key is asked for, both are trusted.
+        std::fs::write(dir.join("pub.key"), sim::PUBLIC_KEY_PEM).unwrap();
+        config.public_key_id = Some(sim::PUBLIC_KEY_ID.into());
+        config.public_key_file = Some(dir.join("pub.key"));
+        let keys = config.load_keys(Mode::Dev).unwrap();
+        assert_eq!(keys.accept_serial, sim::PUBLIC_KEY_ID);
+        assert!(keys.trusted.contains_key(sim::CERTIFICATE_SERIAL) && keys.trusted.contains_key(sim::PUBLIC_KEY_ID));
+        // A directory without certificates is refused.
+        config.platform_certificates_dir = Some(dir.join("nowhere"));
+        assert!(config.load_keys(Mode::Dev).unwrap_err().to_string().contains("pay.platform_certificates_dir"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

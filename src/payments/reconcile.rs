@@ -186,12 +186,16 @@ pub async fn daily(app: &App) {
         return;
     }
     let yesterday = (now.date() - time::Duration::days(1)).to_string();
-    let done = sqlx::query("SELECT COUNT(*) AS n FROM reconciliation_run WHERE bill_date = ? AND status <> 'failed'")
-        .bind(yesterday.clone())
-        .fetch_one(&app.db.pool)
-        .bounded()
-        .await
-        .and_then(|r| r.try_get::<i64, _>("n"));
+    // Done, or failed less than 30 minutes ago (WeChat: retry a bill still being made half an hour later).
+    let done = sqlx::query(
+        "SELECT COUNT(*) AS n FROM reconciliation_run WHERE bill_date = ? AND (status <> 'failed' OR created_at > ?)",
+    )
+    .bind(yesterday.clone())
+    .bind(now_ms() - 30 * 60_000)
+    .fetch_one(&app.db.pool)
+    .bounded()
+    .await
+    .and_then(|r| r.try_get::<i64, _>("n"));
     match done {
         Ok(0) => match run(app, &yesterday).await {
             Ok(run) => tracing::info!(date = yesterday, status = run.report.status, "daily reconciliation"),

@@ -443,3 +443,34 @@ async fn notifications_signed_by_either_key_are_accepted_during_a_migration() {
         assert!(sent.iter().all(|d| d["status"] == 204 && d["kind"] == "valid"), "{sent:?}");
     }
 }
+
+#[tokio::test]
+async fn retryable_errors_are_retried_with_the_same_body_and_others_are_not() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let (token, address) = buyer(&app, "retried").await;
+        let order = new_order(&app, &token, address).await;
+        let jsapi = "/v3/pay/transactions/jsapi";
+        // One SYSTEM_ERROR: retried at once with the same body, the buyer never sees it.
+        knobs(&app, json!({"fail_next": [{"path": jsapi, "status": 500, "code": "SYSTEM_ERROR", "count": 1}]})).await;
+        let fields = start_payment(&app, &token, order).await;
+        // Three in a row: the attempts run out; 503, and the stored body works on the next try.
+        let second = new_order(&app, &token, address).await;
+        knobs(&app, json!({"fail_next": [{"path": jsapi, "status": 429, "code": "FREQUENCY_LIMITED", "count": 3}]}))
+            .await;
+        let (status, body) = app.post(&format!("/api/v1/orders/{second}/pay"), &json!({}), Some(&token)).await;
+        assert_eq!((status, body["code"].as_str()), (503, Some("wechat_pay_unavailable")), "{body}");
+        start_payment(&app, &token, second).await;
+        // A non-retryable error is not retried: the next (armed) failure is still there afterwards.
+        let third = new_order(&app, &token, address).await;
+        let failures = json!([{"path": jsapi, "status": 400, "code": "PARAM_ERROR", "count": 2}]);
+        knobs(&app, json!({"fail_next": failures})).await;
+        let (status, _) = app.post(&format!("/api/v1/orders/{third}/pay"), &json!({}), Some(&token)).await;
+        assert_eq!(status, 503);
+        let (_, armed) = app.post("/__simulator/pay/control", &json!({}), None).await;
+        assert_eq!(armed["fail_next"][0]["count"], 1, "one call, no retry: {armed}");
+        knobs(&app, json!({"fail_next": []})).await;
+        assert_eq!(cashier(&app, &fields, "pay").await, "requestPayment:ok");
+        assert!(becomes(&app, order, "paid").await);
+    }
+}
