@@ -87,7 +87,8 @@ pub async fn request(
     }
     let now = now_ms();
     let mut tx = app.db.begin_write().await?;
-    let order = order_store::find_order(&mut tx, order_id).await?.filter(|o| o.user_id == user_id);
+    // Locked: two requests for one order at once take turns (SQLite's write transaction does this by itself).
+    let order = order_store::lock_order(&mut tx, app.db.dialect, order_id).await?.filter(|o| o.user_id == user_id);
     let order = order.ok_or(AppError::not_found("order"))?;
     if !matches!(order.status.as_str(), "paid" | "shipped") {
         return Err(AppError::conflict(
@@ -144,7 +145,13 @@ pub async fn approve(
             format!("must be between 1 and the {} fen asked for", refund.amount_fen),
         ));
     }
-    let order = order_store::find_order(&mut tx, refund.order_id).await?.ok_or(AppError::not_found("order"))?;
+    let order = order_store::lock_order(&mut tx, app.db.dialect, refund.order_id).await?;
+    let order = order.ok_or(AppError::not_found("order"))?;
+    let others: Vec<RefundRow> = of_order(&mut tx, order.id).await?.into_iter().filter(|r| r.id != refund_id).collect();
+    let left = order.total_fen - committed(&others);
+    if amount > left {
+        return Err(AppError::validation("amount_fen", format!("at most {left} fen is left to refund")));
+    }
     let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Cancelled);
     lifecycle::transition(&mut tx, order.id, status, OrderStatus::Refunding, &Actor::Admin(admin_id), None).await?;
     let body = request_body(app, &order, &refund.out_refund_no, amount, &refund.reason);

@@ -208,3 +208,20 @@ async fn shipping_information_is_uploaded_until_accepted_and_orders_complete_onc
         assert_eq!(completions, 1);
     }
 }
+
+#[tokio::test]
+async fn concurrent_refund_requests_for_one_order_make_one() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let (token, address) = buyer(&app, "twice").await;
+        let order = new_order(&app, &token, address).await;
+        pay_fully(&app, &token, order).await;
+        let path = format!("/api/v1/orders/{order}/refund-requests");
+        let body = json!({"reason": "双击了"});
+        let calls = (0..8).map(|_| app.post(&path, &body, Some(&token)));
+        let mut statuses: Vec<u16> = futures_util::future::join_all(calls).await.into_iter().map(|(s, _)| s).collect();
+        statuses.sort();
+        assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM refund WHERE order_id = ?", order).await, 1);
+    }
+}
