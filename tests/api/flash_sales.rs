@@ -34,14 +34,14 @@ pub async fn create_sale(app: &TestApp, admin: &str, sku_id: i64, stock: i64, li
     sale
 }
 
-async fn purchase(app: &TestApp, sale_id: i64, buyer: &Buyer, key: &str) -> (u16, Value) {
+pub async fn purchase(app: &TestApp, sale_id: i64, buyer: &Buyer, key: &str) -> (u16, Value) {
     let body = json!({"quantity": 1, "address_id": buyer.address_id});
     let (status, _, body) =
         app.post_keyed(&format!("/api/v1/flash-sales/{sale_id}/purchase"), &body, &buyer.token, key).await;
     (status, body)
 }
 
-async fn wait_for_order(app: &TestApp, purchase_id: &str, token: &str) -> Value {
+pub async fn wait_for_order(app: &TestApp, purchase_id: &str, token: &str) -> Value {
     let path = format!("/api/v1/flash-sales/purchases/{purchase_id}");
     let mut last = Value::Null;
     for _ in 0..200 {

@@ -474,3 +474,38 @@ async fn retryable_errors_are_retried_with_the_same_body_and_others_are_not() {
         assert!(becomes(&app, order, "paid").await);
     }
 }
+
+#[tokio::test]
+async fn flash_sale_orders_are_paid_and_closed_before_cancel_like_any_other() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let admin = app.admin_token("operator").await;
+        let sale = crate::flash_sales::create_sale(&app, &admin, 2, 2, 1, 0).await;
+        let sale_id = sale["id"].as_i64().unwrap();
+        let buyers = app.buyers(2).await;
+        let mut orders = Vec::new();
+        for (i, buyer) in buyers.iter().enumerate() {
+            let (status, won) = crate::flash_sales::purchase(&app, sale_id, buyer, &format!("flash-pay-{i}")).await;
+            assert_eq!(status, 202, "{won}");
+            let done =
+                crate::flash_sales::wait_for_order(&app, won["purchase_id"].as_str().unwrap(), &buyer.token).await;
+            orders.push(done["order_id"].as_i64().unwrap());
+        }
+        // The first winner pays at the sale's price.
+        pay_fully(&app, &buyers[0].token, orders[0]).await;
+        let paid: i64 = count(&app, "SELECT amount_fen FROM payment WHERE order_id = ?", orders[0]).await;
+        assert_eq!(paid, 990);
+        // The second prepays and never pays: closed at WeChat first, then cancelled, the unit back to the sale.
+        let fields = start_payment(&app, &buyers[1].token, orders[1]).await;
+        expire(&app, orders[1]).await;
+        wxshop::orders::worker::sweep(&app.state).await.unwrap();
+        assert_eq!(order_status(&app, orders[1]).await, "cancelled");
+        assert_eq!(cashier(&app, &fields, "pay").await, "requestPayment:fail 该订单已关闭");
+        let back = eventually(Duration::from_secs(10), || async {
+            let (_, sale) = app.get_auth(&format!("/admin/api/v1/flash-sales/{sale_id}"), &admin).await;
+            sale["remaining"] == 1
+        })
+        .await;
+        assert!(back, "the unpaid unit is on sale again");
+    }
+}
