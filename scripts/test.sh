@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Runs the whole test suite once: the alert rules (promtool), then the embedded backends (SQLite, in-process) and
-# MariaDB + Redis, then the OpenAPI-driven fuzz stage (scripts/fuzz.sh, Schemathesis) on both backends.
-# Installs and starts MariaDB and Redis when missing (scripts/services.sh). Extra arguments go to `cargo test`.
+# MariaDB + Redis + a Kafka-protocol broker (the binary built with the `kafka` feature), then the OpenAPI-driven
+# fuzz stage (scripts/fuzz.sh, Schemathesis) on both backends. Installs and starts MariaDB, Redis and the broker
+# when missing (scripts/services.sh). Extra arguments go to `cargo test`.
 # Point WXSHOP_TEST_DATABASE_URL / WXSHOP_TEST_REDIS_URL elsewhere to use other servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${WXSHOP_TEST_DATABASE_URL:-}" ] || [ -z "${WXSHOP_TEST_REDIS_URL:-}" ]; then
+if [ -z "${WXSHOP_TEST_DATABASE_URL:-}" ] || [ -z "${WXSHOP_TEST_REDIS_URL:-}" ] || [ -z "${WXSHOP_TEST_KAFKA_BROKERS:-}" ]; then
     bash scripts/services.sh
 fi
+export WXSHOP_TEST_KAFKA_BROKERS="${WXSHOP_TEST_KAFKA_BROKERS:-127.0.0.1:19092}"
 export WXSHOP_TEST_DATABASE_URL="${WXSHOP_TEST_DATABASE_URL:-mysql://wxshop_test:wxshop_test@127.0.0.1:3306/}"
 export WXSHOP_TEST_REDIS_URL="${WXSHOP_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 echo "test.sh: MariaDB at ${WXSHOP_TEST_DATABASE_URL%%@*}@…, Redis at $WXSHOP_TEST_REDIS_URL" >&2
 
 status=0
 bash scripts/check-deploy.sh || status=$?
-cargo test --locked "$@" || status=$?
+cargo test --locked --features kafka "$@" || status=$?
 # The fuzz stage runs the binary `cargo test` just built; skipped when the tests were filtered (extra arguments).
 if [ "$#" -eq 0 ]; then
     bash scripts/fuzz.sh || status=$?

@@ -54,6 +54,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub orders: OrdersConfig,
     pub flash_sale: FlashSaleConfig,
+    pub events: EventsConfig,
     /// WeChat Pay v3 (`pay.*`, env `WXSHOP_PAY__…`).
     pub pay: crate::payments::config::PayConfig,
     pub rate_limit: RateLimitConfig,
@@ -164,6 +165,29 @@ pub struct WechatConfig {
     pub api_base: String,
     /// Connect and read timeout of each WeChat call, at most 3000.
     pub timeout_ms: u64,
+    /// Subscribe-message (订阅消息) template sent when an order is paid; unset: none (the simulator's own in dev).
+    pub subscribe_template_paid: Option<String>,
+    /// Subscribe-message template sent when an order ships.
+    pub subscribe_template_shipped: Option<String>,
+}
+
+/// The domain event bus: the outbox relay, its transport, the consumers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Kafka bootstrap servers (`host:port,…`). Unset: no Kafka; events go to the database's own log and the
+    /// in-process consumers. Needs a binary built with the `kafka` feature.
+    pub kafka_brokers: Option<String>,
+    /// Topics are `<topic_prefix><aggregate>` (`wxshop.order`), dead letters `<topic>.dlq`.
+    pub topic_prefix: String,
+    /// Kafka's idempotent producer (some hosted Kafkas refuse it).
+    pub kafka_idempotence: bool,
+    /// Published events (and consumers' inbox rows) are deleted after this many days.
+    pub retention_days: u64,
+    /// The relay's idle poll (it is also woken by each commit that records events).
+    pub relay_poll_ms: u64,
+    /// A message the transport refuses, or an event a consumer fails, is tried this often, then parked / dead-lettered.
+    pub max_attempts: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +307,8 @@ impl Default for Config {
                 app_secret: None,
                 api_base: "https://api.weixin.qq.com".into(),
                 timeout_ms: MAX_WECHAT_TIMEOUT_MS,
+                subscribe_template_paid: None,
+                subscribe_template_shipped: None,
             },
             admin: AdminConfig { lockout_failures: 10, lockout_window_secs: 15 * 60 },
             orders: OrdersConfig {
@@ -302,6 +328,14 @@ impl Default for Config {
                 reconcile_interval_secs: 30,
                 max_attempts: 5,
                 retry_base_ms: 1_000,
+            },
+            events: EventsConfig {
+                kafka_brokers: None,
+                topic_prefix: "wxshop.".into(),
+                kafka_idempotence: true,
+                retention_days: 7,
+                relay_poll_ms: 200,
+                max_attempts: 5,
             },
             pay: crate::payments::config::PayConfig::default(),
             rate_limit: RateLimitConfig {
@@ -424,6 +458,9 @@ impl Config {
             ("flash_sale.reconcile_interval_secs", flash.reconcile_interval_secs),
             ("flash_sale.max_attempts", flash.max_attempts),
             ("flash_sale.retry_base_ms", flash.retry_base_ms),
+            ("events.retention_days", self.events.retention_days),
+            ("events.relay_poll_ms", self.events.relay_poll_ms),
+            ("events.max_attempts", self.events.max_attempts),
             ("rate_limit.window_ms", self.rate_limit.window_ms),
         ] {
             if value == 0 {

@@ -16,6 +16,7 @@ pub mod db;
 pub mod demo_data;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod flash_sale;
 pub mod http;
 pub mod jobs;

@@ -77,6 +77,7 @@ impl Application {
         metrics::counter!("pay_anomalies_total", "kind" => "amount_mismatch").increment(0);
         metrics::counter!("pay_refund_abnormal_total").increment(0);
         metrics::counter!("pay_refund_after_cancel_total").increment(0);
+        metrics::counter!("events_dead_total").increment(0);
         for outcome in ["unknown_serial", "undecryptable"] {
             metrics::counter!("pay_notifications_total", "outcome" => outcome).increment(0);
         }
@@ -100,6 +101,8 @@ impl Application {
             refresh_key,
             dummy_password_hash: tokio::sync::OnceCell::new(),
             wechat,
+            events: crate::events::bus::from_config(&config)?,
+            events_wake: tokio::sync::Notify::new(),
             pay,
             flash_gate: Gate::new(redis_for_gate),
             flash_wake: tokio::sync::Notify::new(),
@@ -149,6 +152,24 @@ impl Application {
             crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()),
         ));
         let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
+        let relay = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::events::relay::run(state.clone(), workers_stop.clone()),
+        ));
+        #[cfg(feature = "kafka")]
+        let kafka_consumers: Vec<_> = if matches!(state.events.transport, crate::events::bus::Transport::Kafka(_)) {
+            crate::events::consumers::Consumer::ALL
+                .into_iter()
+                .map(|consumer| {
+                    tokio::spawn(crate::db::guard::scope(
+                        state.db.write_guard(),
+                        crate::events::kafka::run_consumer(state.clone(), consumer, workers_stop.clone()),
+                    ))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let payments = tokio::spawn(crate::db::guard::scope(
             state.db.write_guard(),
             crate::payments::worker::run(state.clone(), workers_stop.clone()),
@@ -187,6 +208,13 @@ impl Application {
         }
         if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
             tracing::warn!("the flash-sale hand-off did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(35), relay).await.is_err() {
+            tracing::warn!("the event relay did not stop in time");
+        }
+        #[cfg(feature = "kafka")]
+        for consumer in kafka_consumers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
         }
         if tokio::time::timeout(Duration::from_secs(5), payments).await.is_err() {
             tracing::warn!("the payment worker did not stop in time");

@@ -42,6 +42,10 @@ pub struct App {
     /// first need, not at start-up (an argon2 hash takes tens of milliseconds).
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
     pub wechat: WechatClient,
+    /// The domain event bus's transport and consumer state.
+    pub events: crate::events::bus::Bus,
+    /// Wakes the outbox relay when a commit recorded events.
+    pub events_wake: tokio::sync::Notify,
     /// WeChat Pay: the client (against WeChat Pay or the simulator) and the keys.
     pub pay: crate::payments::Payments,
     /// Flash-sale decisions: a Lua script in Redis, or in process.

@@ -235,6 +235,7 @@ pub async fn add_stock(
     if updated == 0 {
         return Ok(None);
     }
+    crate::orders::store::stock_changed(conn, sku_id, delta, "admin").await?;
     let row = sqlx::query("SELECT stock FROM sku WHERE id = ?").bind(sku_id).fetch_one(&mut *conn).bounded().await?;
     Ok(Some(row.try_get("stock")?))
 }

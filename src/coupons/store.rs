@@ -182,7 +182,11 @@ pub async fn insert_coupon(
     .bind(now)
     .bind(valid_until)
     .bind(now);
-    let id = insert_returning_id(conn, query).await?;
+    let id = insert_returning_id(&mut *conn, query).await?;
+    let data = serde_json::json!({
+        "coupon_id": id, "campaign_id": campaign.id, "user_id": user_id, "discount_fen": campaign.discount_fen,
+    });
+    crate::events::record(conn, crate::events::Event::new("coupon", id, "coupon.claimed", data)).await?;
     Ok(CouponRow {
         id,
         campaign_id: campaign.id,
@@ -243,10 +247,15 @@ pub async fn mark_used(
     .bind(user_id)
     .bind(now)
     .bind(now)
-    .execute(conn)
+    .execute(&mut *conn)
     .bounded()
     .await?;
-    Ok(done.rows_affected() == 1)
+    let used = done.rows_affected() == 1;
+    if used {
+        let data = serde_json::json!({ "coupon_id": id, "user_id": user_id, "order_id": order_id });
+        crate::events::record(conn, crate::events::Event::new("coupon", id, "coupon.used", data)).await?;
+    }
+    Ok(used)
 }
 
 /// A cancelled order's coupon becomes usable again (until its own expiry).

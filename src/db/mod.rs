@@ -59,6 +59,20 @@ impl Dialect {
         }
     }
 
+    /// ` ON CONFLICT …` / ` ON DUPLICATE KEY …` that adds the new row's `columns` to the existing row's (counters).
+    pub fn upsert_add(self, conflict: &str, columns: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite => {
+                let set: Vec<String> = columns.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
+                format!(" ON CONFLICT ({conflict}) DO UPDATE SET {}", set.join(", "))
+            }
+            Dialect::MySql => {
+                let set: Vec<String> = columns.iter().map(|c| format!("{c} = {c} + VALUES({c})")).collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+        }
+    }
+
     /// Suffix of a locking read that skips rows other transactions hold (a job queue's claim). SQLite has one
     /// writer at a time, so nothing to skip.
     pub fn skip_locked(self) -> &'static str {

@@ -264,6 +264,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         };
         order_store::insert_items(&mut tx, order_id, &[item]).await?;
         order_store::insert_event(&mut tx, order_id, None, status, "system:flash_sale", now).await?;
+        order_store::order_created(&mut tx, order_id).await?;
         store::mark_created(&mut tx, &row.id, order_id, now).await?;
         tx.commit().bounded().await?;
         Ok((Outcome::Created(order_id), None))

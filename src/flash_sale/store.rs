@@ -283,10 +283,26 @@ pub async fn mark_created(conn: &mut AnyConnection, id: &str, order_id: i64, now
     .bind(order_id)
     .bind(now)
     .bind(id.to_owned())
-    .execute(conn)
+    .execute(&mut *conn)
     .bounded()
     .await?;
-    Ok(done.rows_affected() == 1)
+    let decided = done.rows_affected() == 1;
+    if decided {
+        purchase_decided(conn, id, "created", Some(order_id), None).await?;
+    }
+    Ok(decided)
+}
+
+/// Records `flash_purchase.decided` (inside the deciding transaction).
+async fn purchase_decided(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+    order_id: Option<i64>,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let data = serde_json::json!({ "purchase_id": id, "status": status, "order_id": order_id, "reason": reason });
+    crate::events::record(conn, crate::events::Event::new("flash_purchase", id, "flash_purchase.decided", data)).await
 }
 
 pub async fn mark_failed(conn: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
@@ -296,10 +312,14 @@ pub async fn mark_failed(conn: &mut AnyConnection, id: &str, reason: &str, now: 
     .bind(reason.to_owned())
     .bind(now)
     .bind(id.to_owned())
-    .execute(conn)
+    .execute(&mut *conn)
     .bounded()
     .await?;
-    Ok(done.rows_affected() == 1)
+    let decided = done.rows_affected() == 1;
+    if decided {
+        purchase_decided(conn, id, "failed", None, Some(reason)).await?;
+    }
+    Ok(decided)
 }
 
 /// The cancelled order's purchase gives its units back (`created → released`); the purchase, if there was one.

@@ -80,6 +80,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::flash_sale::admin_routes::router())
         .merge(crate::payments::routes::router())
         .merge(crate::payments::admin_routes::router())
+        .merge(crate::events::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

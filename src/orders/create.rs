@@ -250,6 +250,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     }
     store::insert_items(&mut tx, id, &items).await?;
     store::insert_event(&mut tx, id, None, status, &format!("user:{user_id}"), now).await?;
+    store::order_created(&mut tx, id).await?;
     if request.from_cart {
         store::remove_from_cart(&mut tx, user_id, &sku_ids).await?;
     }

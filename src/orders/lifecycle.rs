@@ -54,6 +54,18 @@ pub async fn transition(
         return Err(AppError::conflict("invalid_order_state", "the order changed meanwhile; reload it"));
     }
     store::insert_event(conn, id, Some(current.as_str()), to.as_str(), &actor.label(), now).await?;
+    let (order_no, user_id, total_fen) = store::summary(conn, id).await?;
+    let data = serde_json::json!({
+        "order_id": id, "order_no": order_no, "user_id": user_id, "total_fen": total_fen,
+        "from": current.as_str(), "to": to.as_str(), "actor": actor.label(),
+    });
+    // Back from `refunding` (a partial or failed refund) is not a new payment or shipment.
+    let kind = if current == OrderStatus::Refunding {
+        "order.refund_ended".to_owned()
+    } else {
+        format!("order.{}", to.as_str())
+    };
+    crate::events::record(conn, crate::events::Event::new("order", id, kind, data)).await?;
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     Ok(())
 }

@@ -46,6 +46,12 @@ pub async fn skus_for_order(conn: &mut AnyConnection, sku_ids: &[i64]) -> Result
 }
 
 /// Takes `quantity` from a SKU's stock if it has that much. Returns whether it did.
+/// Records `sku.stock_changed` for a change of `delta` units (inside the changing transaction).
+pub async fn stock_changed(conn: &mut AnyConnection, sku_id: i64, delta: i64, reason: &str) -> Result<(), sqlx::Error> {
+    let data = serde_json::json!({ "sku_id": sku_id, "delta": delta, "reason": reason });
+    crate::events::record(conn, crate::events::Event::new("sku", sku_id, "sku.stock_changed", data)).await
+}
+
 pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "UPDATE sku SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ? AND status = 'active'",
@@ -54,10 +60,14 @@ pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, no
     .bind(now)
     .bind(sku_id)
     .bind(quantity)
-    .execute(conn)
+    .execute(&mut *conn)
     .bounded()
     .await?;
-    Ok(result.rows_affected() == 1)
+    let taken = result.rows_affected() == 1;
+    if taken {
+        stock_changed(conn, sku_id, -quantity, "order").await?;
+    }
+    Ok(taken)
 }
 
 pub async fn return_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<(), sqlx::Error> {
@@ -65,10 +75,10 @@ pub async fn return_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, 
         .bind(quantity)
         .bind(now)
         .bind(sku_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .bounded()
         .await?;
-    Ok(())
+    stock_changed(conn, sku_id, quantity, "returned").await
 }
 
 pub struct NewOrder<'a> {
@@ -187,6 +197,32 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         coupon_id: r.try_get("coupon_id")?,
         discount_fen: r.try_get("discount_fen")?,
     })
+}
+
+/// Records `order.created` with the order's lines (inside the creating transaction, after its rows).
+pub async fn order_created(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    let order = find_order(&mut *conn, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let items: Vec<serde_json::Value> = items_of(&mut *conn, id)
+        .await?
+        .iter()
+        .map(|i| serde_json::json!({ "sku_id": i.sku_id, "quantity": i.quantity, "price_fen": i.price_fen }))
+        .collect();
+    let data = serde_json::json!({
+        "order_id": id, "order_no": order.order_no, "user_id": order.user_id, "total_fen": order.total_fen,
+        "discount_fen": order.discount_fen, "coupon_id": order.coupon_id, "flash_sale_id": order.flash_sale_id,
+        "items": items,
+    });
+    crate::events::record(conn, crate::events::Event::new("order", id, "order.created", data)).await
+}
+
+/// An order's number, owner and total (what its events carry).
+pub async fn summary(conn: &mut AnyConnection, id: i64) -> Result<(String, i64, i64), sqlx::Error> {
+    let row = sqlx::query("SELECT order_no, user_id, total_fen FROM shop_order WHERE id = ?")
+        .bind(id)
+        .fetch_one(conn)
+        .bounded()
+        .await?;
+    Ok((row.try_get("order_no")?, row.try_get("user_id")?, row.try_get("total_fen")?))
 }
 
 /// The order, locked until the transaction ends (MySQL), so its status is current.

@@ -116,8 +116,12 @@ pub async fn request(
         body: None,
     };
     let id = insert(&mut tx, new, now).await?;
+    let data =
+        json!({ "refund_id": id, "order_id": order_id, "user_id": user_id, "amount_fen": amount, "reason": reason });
+    crate::events::record(&mut tx, crate::events::Event::new("refund", id, "refund.requested", data)).await?;
     let refund = find(&mut tx, id).await?.ok_or(AppError::not_found("refund"))?;
     tx.commit().bounded().await?;
+    app.events_wake.notify_one();
     Ok(refund.view())
 }
 
@@ -325,14 +329,18 @@ pub async fn apply_refund(
     let changed = match info.status.as_deref() {
         Some("SUCCESS") => {
             let done = set_status(&mut tx, refund.id, &["processing", "abnormal"], "succeeded", now).await?;
-            if done && refund.kind == "request" {
-                settle_order(&mut tx, &refund).await?;
+            if done {
+                refund_event(&mut tx, &refund, "refund.succeeded").await?;
+                if refund.kind == "request" {
+                    settle_order(&mut tx, &refund).await?;
+                }
             }
             done
         }
         Some("CLOSED") => {
             let done = set_status(&mut tx, refund.id, &["processing", "abnormal"], "closed", now).await?;
             if done {
+                refund_event(&mut tx, &refund, "refund.closed").await?;
                 restore_order(&mut tx, &refund).await?;
             }
             done
@@ -348,8 +356,18 @@ pub async fn apply_refund(
         _ => false,
     };
     tx.commit().bounded().await?;
+    app.events_wake.notify_one();
     app.order_cache.invalidate(&refund.order_id.to_string()).await;
     Ok(changed)
+}
+
+/// Records a refund's outcome (inside the transaction that settles it).
+async fn refund_event(conn: &mut AnyConnection, refund: &RefundRow, kind: &str) -> Result<(), sqlx::Error> {
+    let data = json!({
+        "refund_id": refund.id, "order_id": refund.order_id, "out_refund_no": refund.out_refund_no,
+        "amount_fen": refund.amount_fen, "kind": refund.kind,
+    });
+    crate::events::record(conn, crate::events::Event::new("refund", refund.id, kind, data)).await
 }
 
 /// After a successful refund: `refunded` when the whole total is back (stock and coupon returned when it was never

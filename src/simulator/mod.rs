@@ -19,6 +19,9 @@ pub const MOUNT_PATH: &str = "/__simulator";
 /// The simulated apps' credentials in dev mode.
 pub const SIM_APP_ID: &str = "wxsimulator0000001";
 pub const SIM_APP_SECRET: &str = "simulator-app-secret";
+/// The subscribe-message templates the shop uses with the simulator (paid, shipped).
+pub const SIM_TEMPLATE_PAID: &str = "simTemplateOrderPaid000000000000000000001";
+pub const SIM_TEMPLATE_SHIPPED: &str = "simTemplateOrderShipped00000000000000000002";
 
 /// The simulators in use, mounted at `/wechat` and `/pay`.
 pub fn router(wechat: Option<Arc<wechat::WechatSimulator>>, pay: Option<Arc<pay::PaySimulator>>) -> Router {

@@ -9,6 +9,8 @@
 //! - `stable_token` hands out one access token at a time (7200 s), which `getuserphonenumber` requires (40001).
 //! - `upload_shipping_info` records each accepted upload (`GET /_shipping`); `POST /_control
 //!   {"shipping_fail_next": N}` makes the next N uploads fail with -1 (system busy).
+//! - `subscribeMessage.send` records each message (`GET /_messages`); a `touser` ending in `-nosub` answers 43101
+//!   (the user did not subscribe); `POST /_control {"subscribe_fail_next": N}` fails the next N with -1.
 //! - `GET /_stats` (a simulator extension) counts the calls per API.
 
 use std::collections::{HashMap, HashSet};
@@ -36,13 +38,15 @@ pub struct WechatSimulator {
     calls: HashMap<&'static str, AtomicU64>,
     shipping_fail_next: AtomicU64,
     shipping: Mutex<Vec<Value>>,
+    subscribe_fail_next: AtomicU64,
+    messages: Mutex<Vec<Value>>,
 }
 
 const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(7200);
 
 impl WechatSimulator {
     pub fn new(app_id: &str, app_secret: &str) -> WechatSimulator {
-        let calls = ["jscode2session", "stable_token", "getuserphonenumber", "upload_shipping_info"]
+        let calls = ["jscode2session", "stable_token", "getuserphonenumber", "upload_shipping_info", "subscribe_send"]
             .into_iter()
             .map(|k| (k, AtomicU64::new(0)))
             .collect();
@@ -55,6 +59,8 @@ impl WechatSimulator {
             calls,
             shipping_fail_next: AtomicU64::new(0),
             shipping: Mutex::new(Vec::new()),
+            subscribe_fail_next: AtomicU64::new(0),
+            messages: Mutex::new(Vec::new()),
         }
     }
 
@@ -93,6 +99,8 @@ pub fn router(sim: Arc<WechatSimulator>) -> Router {
         .route("/wxa/business/getuserphonenumber", post(get_user_phone_number))
         .route("/wxa/sec/order/upload_shipping_info", post(upload_shipping_info))
         .route("/_shipping", get(shipping))
+        .route("/cgi-bin/message/subscribe/send", post(subscribe_send))
+        .route("/_messages", get(messages))
         .route("/_control", post(control))
         .route("/_stats", get(stats))
         .with_state(sim)
@@ -241,7 +249,41 @@ async fn control(State(sim): State<Arc<WechatSimulator>>, Json(body): Json<Value
     if let Some(n) = body.get("shipping_fail_next").and_then(Value::as_u64) {
         sim.shipping_fail_next.store(n, Ordering::SeqCst);
     }
-    Json(json!({ "shipping_fail_next": sim.shipping_fail_next.load(Ordering::SeqCst) }))
+    if let Some(n) = body.get("subscribe_fail_next").and_then(Value::as_u64) {
+        sim.subscribe_fail_next.store(n, Ordering::SeqCst);
+    }
+    Json(json!({
+        "shipping_fail_next": sim.shipping_fail_next.load(Ordering::SeqCst),
+        "subscribe_fail_next": sim.subscribe_fail_next.load(Ordering::SeqCst),
+    }))
+}
+
+async fn subscribe_send(
+    State(sim): State<Arc<WechatSimulator>>,
+    Query(q): Query<AccessTokenQuery>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    sim.count("subscribe_send");
+    if !sim.valid_access_token(q.access_token.as_deref().unwrap_or("")) {
+        return Json(error(40001, "invalid credential, access_token is invalid or not latest"));
+    }
+    let Some(Json(body)) = body else { return Json(error(47001, "data format error")) };
+    let touser = body.get("touser").and_then(Value::as_str).unwrap_or("");
+    if touser.is_empty() || body.get("template_id").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Json(error(47003, "argument invalid"));
+    }
+    if touser.ends_with("-nosub") {
+        return Json(error(43101, "user refuse to accept the msg"));
+    }
+    if sim.subscribe_fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return Json(error(-1, "system error"));
+    }
+    sim.messages.lock().unwrap().push(body);
+    Json(json!({ "errcode": 0, "errmsg": "ok", "msgid": sim.messages.lock().unwrap().len() }))
+}
+
+async fn messages(State(sim): State<Arc<WechatSimulator>>) -> Json<Value> {
+    Json(Value::Array(sim.messages.lock().unwrap().clone()))
 }
 
 async fn stats(State(sim): State<Arc<WechatSimulator>>) -> Json<Value> {

@@ -67,7 +67,7 @@ pub async fn login(app: &App, code: &str) -> Result<LoginResponse, AppError> {
         unionid: session.unionid.as_deref(),
         sealed_session_key: &sealed,
     };
-    let (user, is_new_user) = store::upsert_wechat_user(&app.db.pool, app.db.dialect, &identity, now_ms()).await?;
+    let (user, is_new_user) = store::upsert_wechat_user(&app.db, &identity, now_ms()).await?;
     if user.status == "banned" {
         return Err(AppError::forbidden("user_banned", "this account has been banned"));
     }

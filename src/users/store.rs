@@ -3,7 +3,6 @@
 use sqlx::{AnyPool, Row};
 
 use crate::db::Bounded;
-use crate::db::Dialect;
 
 pub struct UserRow {
     pub id: i64,
@@ -37,21 +36,23 @@ pub struct WechatIdentity<'a> {
 /// Finds or creates the user of a WeChat identity and records the login. Returns the user and whether this call
 /// created it: concurrent first logins create one row, and exactly one of them reports it as new.
 ///
-/// Three statements, each on its own (autocommit), not one transaction: in a transaction InnoDB would hold the
-/// shared lock a duplicate INSERT takes until the UPDATE asks for an exclusive one, and concurrent logins of one
-/// new user deadlock (1213). The row exists after the first statement whatever happens, so nothing needs them
-/// atomic together.
+/// The INSERT (with its `user.registered` event) commits on its own, before the UPDATE: in one transaction InnoDB
+/// would hold the shared lock a duplicate INSERT takes until the UPDATE asks for an exclusive one, and concurrent
+/// logins of one new user deadlock (1213). The row exists after the first commit whatever happens, so nothing needs
+/// the UPDATE atomic with it.
 pub async fn upsert_wechat_user(
-    pool: &AnyPool,
-    dialect: Dialect,
+    db: &crate::db::Db,
     identity: &WechatIdentity<'_>,
     now: i64,
 ) -> Result<(UserRow, bool), sqlx::Error> {
+    let pool = &db.pool;
     let insert = format!(
         "{} INTO app_user (app_id, openid, unionid, session_key_enc, status, created_at, updated_at, last_login_at) \
          VALUES (?, ?, ?, ?, 'active', ?, ?, ?)",
-        dialect.insert_ignore()
+        db.dialect.insert_ignore()
     );
+    // The insert and its `user.registered` event commit together (no UPDATE in this transaction: see above).
+    let mut tx = db.begin_write().await?;
     let inserted = sqlx::query(&insert)
         .bind(identity.app_id.to_owned())
         .bind(identity.openid.to_owned())
@@ -60,11 +61,23 @@ pub async fn upsert_wechat_user(
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(pool)
+        .execute(&mut *tx)
         .bounded()
         .await?
         .rows_affected()
         == 1;
+    if inserted {
+        let row = sqlx::query("SELECT id FROM app_user WHERE app_id = ? AND openid = ?")
+            .bind(identity.app_id.to_owned())
+            .bind(identity.openid.to_owned())
+            .fetch_one(&mut *tx)
+            .bounded()
+            .await?;
+        let id: i64 = row.try_get("id")?;
+        let data = serde_json::json!({ "user_id": id, "app_id": identity.app_id });
+        crate::events::record(&mut tx, crate::events::Event::new("user", id, "user.registered", data)).await?;
+    }
+    tx.commit().bounded().await?;
     if !inserted {
         sqlx::query(
             "UPDATE app_user SET session_key_enc = ?, unionid = COALESCE(?, unionid), last_login_at = ?, updated_at = ? \

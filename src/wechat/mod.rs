@@ -33,6 +33,9 @@ pub enum WechatError {
     /// -1 after a retry, timeouts, unreachable, malformed replies.
     #[error("WeChat is unavailable: {0}")]
     Unavailable(String),
+    /// The user's side refused it for good (43101: no subscription to this template): not worth a retry.
+    #[error("WeChat refused the message for this user (errcode {0})")]
+    Refused(i64),
     /// Credential errors: the shop's app id or secret is wrong.
     #[error("WeChat rejected the shop's credentials (errcode {0}); check wechat.app_id and wechat.app_secret")]
     Misconfigured(i64),
@@ -54,7 +57,7 @@ impl From<WechatError> for AppError {
                     message: "WeChat is unavailable; retry shortly".into(),
                 }
             }
-            WechatError::Misconfigured(_) => AppError::Internal(anyhow::Error::new(error)),
+            WechatError::Misconfigured(_) | WechatError::Refused(_) => AppError::Internal(anyhow::Error::new(error)),
         }
     }
 }
@@ -163,6 +166,27 @@ impl WechatClient {
             match result {
                 Ok(reply) => return Ok(reply.phone_info.phone_number),
                 // The access token was revoked or expired early: drop it and fetch a new one, once.
+                Err(WechatError::Misconfigured(40001 | 42001)) if attempt == 0 => {
+                    self.forget_access_token(&token).await
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(WechatError::Unavailable("access token refused twice".into()))
+    }
+
+    /// Sends a subscribe message (订阅消息, `subscribeMessage.send`): `body` is WeChat's JSON (`touser`,
+    /// `template_id`, `page`, `data`).
+    #[tracing::instrument(skip_all)]
+    pub async fn send_subscribe_message(&self, body: &serde_json::Value) -> Result<(), WechatError> {
+        let url = format!("{}/cgi-bin/message/subscribe/send", self.api_base);
+        for attempt in 0..2 {
+            let token = self.access_token().await?;
+            let result: Result<Envelope, WechatError> = self
+                .call("subscribe_send", || self.http.post(&url).query(&[("access_token", token.as_str())]).json(body))
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
                 Err(WechatError::Misconfigured(40001 | 42001)) if attempt == 0 => {
                     self.forget_access_token(&token).await
                 }
@@ -313,6 +337,7 @@ impl WechatClient {
                 Err(WechatError::RateLimited) => "rate_limited",
                 Err(WechatError::Unavailable(_)) => "unavailable",
                 Err(WechatError::Misconfigured(_)) => "misconfigured",
+                Err(WechatError::Refused(_)) => "refused",
             };
             span.record("outcome", label);
             if outcome.is_err() {
@@ -358,6 +383,7 @@ impl WechatClient {
             40029 | 40163 => Err(WechatError::CodeInvalid),
             45011 => Err(WechatError::RateLimited),
             code @ (40001 | 40013 | 40125 | 42001) => Err(WechatError::Misconfigured(code)),
+            43101 => Err(WechatError::Refused(43101)),
             other => Err(WechatError::Unavailable(format!("errcode {other}"))),
         }
     }

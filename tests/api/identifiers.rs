@@ -34,11 +34,11 @@ async fn openids_differing_in_case_are_two_users() {
             unionid: None,
             sealed_session_key: "sealed",
         };
-        let (upper, created_upper) = upsert_wechat_user(&db.pool, db.dialect, &login("oCaseAbC"), now).await.unwrap();
-        let (lower, created_lower) = upsert_wechat_user(&db.pool, db.dialect, &login("ocaseabc"), now).await.unwrap();
+        let (upper, created_upper) = upsert_wechat_user(db, &login("oCaseAbC"), now).await.unwrap();
+        let (lower, created_lower) = upsert_wechat_user(db, &login("ocaseabc"), now).await.unwrap();
         assert!(created_upper && created_lower, "two new users ({})", backend.name());
         assert_ne!(upper.id, lower.id);
-        let (again, created) = upsert_wechat_user(&db.pool, db.dialect, &login("ocaseabc"), now).await.unwrap();
+        let (again, created) = upsert_wechat_user(db, &login("ocaseabc"), now).await.unwrap();
         assert_eq!((again.id, created), (lower.id, false));
     }
 }

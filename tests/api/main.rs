@@ -7,6 +7,7 @@ mod catalog;
 mod cli;
 mod coupons;
 mod deploy;
+mod events;
 mod flash_sales;
 mod health;
 mod identifiers;
