@@ -110,6 +110,9 @@ impl KafkaBus {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A member that stops heartbeating (its instance died) hands its partitions over within 10 s.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .create()?;
         let topics: Vec<String> = consumer.aggregates().iter().map(|a| self.topic(a)).collect();

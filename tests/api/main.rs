@@ -8,6 +8,8 @@ mod cli;
 mod coupons;
 mod deploy;
 mod events;
+#[cfg(feature = "kafka")]
+mod events_kafka;
 mod flash_sales;
 mod health;
 mod identifiers;
