@@ -55,6 +55,7 @@ pub struct Config {
     pub orders: OrdersConfig,
     pub flash_sale: FlashSaleConfig,
     pub events: EventsConfig,
+    pub reporting: ReportingConfig,
     /// WeChat Pay v3 (`pay.*`, env `WXSHOP_PAY__…`).
     pub pay: crate::payments::config::PayConfig,
     pub rate_limit: RateLimitConfig,
@@ -118,6 +119,9 @@ pub struct RateLimitConfig {
     pub purchase_per_ip: u64,
     pub claim_per_user: u64,
     pub claim_per_ip: u64,
+    /// Event-report batches per window, per user (or anonymous id) and per IP.
+    pub track_per_user: u64,
+    pub track_per_ip: u64,
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
 }
@@ -169,6 +173,16 @@ pub struct WechatConfig {
     pub subscribe_template_paid: Option<String>,
     /// Subscribe-message template sent when an order ships.
     pub subscribe_template_shipped: Option<String>,
+}
+
+/// Client data reporting (数据上报).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportingConfig {
+    /// Report requests waiting for the ingest writer, at most; more are answered 503 at once.
+    pub queue_capacity: u64,
+    /// How often the processor turns new events into the daily aggregates.
+    pub process_interval_ms: u64,
 }
 
 /// The domain event bus: the outbox relay, its transport, the consumers.
@@ -337,6 +351,7 @@ impl Default for Config {
                 relay_poll_ms: 200,
                 max_attempts: 5,
             },
+            reporting: ReportingConfig { queue_capacity: 1024, process_interval_ms: 500 },
             pay: crate::payments::config::PayConfig::default(),
             rate_limit: RateLimitConfig {
                 window_ms: 1_000,
@@ -344,6 +359,8 @@ impl Default for Config {
                 purchase_per_ip: 300,
                 claim_per_user: 5,
                 claim_per_ip: 300,
+                track_per_user: 10,
+                track_per_ip: 300,
                 trust_forwarded_for: false,
             },
 
@@ -461,6 +478,8 @@ impl Config {
             ("events.retention_days", self.events.retention_days),
             ("events.relay_poll_ms", self.events.relay_poll_ms),
             ("events.max_attempts", self.events.max_attempts),
+            ("reporting.queue_capacity", self.reporting.queue_capacity),
+            ("reporting.process_interval_ms", self.reporting.process_interval_ms),
             ("rate_limit.window_ms", self.rate_limit.window_ms),
         ] {
             if value == 0 {

@@ -42,6 +42,9 @@ pub enum AppError {
     /// 400 `invalid_parameter`: a query or path parameter that does not parse.
     #[error("{0}")]
     InvalidParameter(String),
+    /// 400 with a specific code (a request that can never succeed as sent, e.g. `too_many_events`).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     /// 400 `invalid_json`: a body that is not JSON.
     #[error("{0}")]
     InvalidJson(String),
@@ -124,7 +127,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::InvalidParameter(_) | AppError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            AppError::InvalidParameter(_) | AppError::InvalidJson(_) | AppError::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::Validation(_) | AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -147,6 +152,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type".into(),
             AppError::PayloadTooLarge => "payload_too_large".into(),
             AppError::Conflict { code, .. }
+            | AppError::BadRequest { code, .. }
             | AppError::Unprocessable { code, .. }
             | AppError::Unavailable { code, .. }
             | AppError::NotImplemented { code, .. }
@@ -203,6 +209,10 @@ impl IntoResponse for AppError {
             }
             AppError::TooManyRequests { retry_after_secs: Some(secs), .. } => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*secs));
+            }
+            // Every 503 is "try again": say when.
+            AppError::Unavailable { .. } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1));
             }
             _ => {}
         }

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod rate_limit;
+pub mod reporting;
 pub mod simulator;
 pub mod soldout;
 pub mod startup;

@@ -14,6 +14,8 @@ use crate::state::App;
 pub enum Action {
     Purchase,
     Claim,
+    /// Client event reports (`POST /api/v1/track/batch`), per user or anonymous id.
+    Track,
 }
 
 impl Action {
@@ -21,6 +23,7 @@ impl Action {
         match self {
             Action::Purchase => "purchase",
             Action::Claim => "claim",
+            Action::Track => "track",
         }
     }
 }
@@ -28,15 +31,21 @@ impl Action {
 /// Counts this request against the user's and the IP's allowance; 429 `rate_limited` with `Retry-After` once
 /// either is used up.
 pub async fn check(app: &App, action: Action, user_id: i64, ip: IpAddr) -> Result<(), AppError> {
+    check_subject(app, action, &user_id.to_string(), ip).await
+}
+
+/// [`check`] for any subject: a user id, or `a:<anon id>` for anonymous reporters.
+pub async fn check_subject(app: &App, action: Action, subject: &str, ip: IpAddr) -> Result<(), AppError> {
     let config = &app.config.rate_limit;
     let (per_user, per_ip) = match action {
         Action::Purchase => (config.purchase_per_user, config.purchase_per_ip),
         Action::Claim => (config.claim_per_user, config.claim_per_ip),
+        Action::Track => (config.track_per_user, config.track_per_ip),
     };
     let mut limits = Vec::with_capacity(2);
     let mut keys = Vec::with_capacity(2);
     if per_user > 0 {
-        keys.push(format!("rl:{}:u:{user_id}", action.name()));
+        keys.push(format!("rl:{}:u:{subject}", action.name()));
         limits.push(per_user);
     }
     if per_ip > 0 {

@@ -83,6 +83,7 @@ impl Application {
         }
         spawn_metrics_upkeep(metrics.clone());
         let redis_for_gate = redis.clone();
+        let ingest = crate::reporting::ingest::Ingest::start(db.clone(), config.reporting.queue_capacity as usize);
         let state = AppState(Arc::new(App {
             config: config.clone(),
             revocations: Revocations::new(redis.clone(), &db).await,
@@ -103,6 +104,8 @@ impl Application {
             wechat,
             events: crate::events::bus::from_config(&config)?,
             events_wake: tokio::sync::Notify::new(),
+            ingest,
+            reporting_wake: tokio::sync::Notify::new(),
             pay,
             flash_gate: Gate::new(redis_for_gate),
             flash_wake: tokio::sync::Notify::new(),
@@ -152,6 +155,10 @@ impl Application {
             crate::flash_sale::handoff::run(state.clone(), workers_stop.clone()),
         ));
         let prober = tokio::spawn(crate::ops::run_prober(state.clone(), workers_stop.clone()));
+        let processor = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::reporting::processor::run(state.clone(), workers_stop.clone()),
+        ));
         let relay = tokio::spawn(crate::db::guard::scope(
             state.db.write_guard(),
             crate::events::relay::run(state.clone(), workers_stop.clone()),
@@ -208,6 +215,9 @@ impl Application {
         }
         if tokio::time::timeout(Duration::from_secs(5), handoff).await.is_err() {
             tracing::warn!("the flash-sale hand-off did not stop in time");
+        }
+        if tokio::time::timeout(Duration::from_secs(5), processor).await.is_err() {
+            tracing::warn!("the report processor did not stop in time");
         }
         if tokio::time::timeout(Duration::from_secs(35), relay).await.is_err() {
             tracing::warn!("the event relay did not stop in time");

@@ -44,6 +44,10 @@ pub struct App {
     pub wechat: WechatClient,
     /// The domain event bus's transport and consumer state.
     pub events: crate::events::bus::Bus,
+    /// The reporting ingest writer's queue.
+    pub ingest: crate::reporting::ingest::Ingest,
+    /// Wakes the report processor when reports were stored.
+    pub reporting_wake: tokio::sync::Notify,
     /// Wakes the outbox relay when a commit recorded events.
     pub events_wake: tokio::sync::Notify,
     /// WeChat Pay: the client (against WeChat Pay or the simulator) and the keys.

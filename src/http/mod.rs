@@ -40,6 +40,7 @@ use crate::state::AppState;
         (name = "cart", description = "The shopping cart"),
         (name = "orders", description = "Orders"),
         (name = "payments", description = "WeChat Pay: paying, refunds, notifications"),
+        (name = "reporting", description = "Client event reporting (数据上报)"),
     ),
     modifiers(&BearerAuth)
 )]
@@ -81,6 +82,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::payments::routes::router())
         .merge(crate::payments::admin_routes::router())
         .merge(crate::events::admin_routes::router())
+        .merge(crate::reporting::routes::router())
+        .merge(crate::reporting::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

@@ -20,6 +20,7 @@ mod openapi;
 mod orders;
 mod payment_crash;
 mod payments;
+mod reporting;
 mod revocations;
 mod secrets;
 mod sessions;
