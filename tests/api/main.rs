@@ -9,6 +9,9 @@ mod coupons;
 mod deploy;
 mod events;
 #[cfg(feature = "kafka")]
+#[cfg(feature = "kafka")]
+mod events_exactly_once;
+#[cfg(feature = "kafka")]
 mod events_kafka;
 mod flash_sales;
 mod health;
