@@ -68,23 +68,31 @@ pub async fn pending(pool: &AnyPool, limit: i64) -> Result<Vec<Pending>, sqlx::E
 /// Marks rows published (after every delivery was acknowledged). With `log`, also appends them to the bus's own
 /// log in the given order (only the lease holder writes it, so offsets follow publication order without gaps).
 pub async fn mark_published(conn: &mut AnyConnection, seqs: &[i64], now: i64, log: bool) -> Result<(), sqlx::Error> {
-    let mut next = if log {
-        let row =
-            sqlx::query("SELECT COALESCE(MAX(log_offset), 0) AS n FROM outbox").fetch_one(&mut *conn).bounded().await?;
-        row.try_get::<i64, _>("n")? + 1
-    } else {
-        0
-    };
-    for seq in seqs {
-        let offset = log.then_some(next);
+    if !log {
+        // One statement per 500 rows.
+        for chunk in seqs.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("UPDATE outbox SET published_at = ? WHERE published_at IS NULL AND seq IN ({placeholders})");
+            let mut query = sqlx::query(&sql).bind(now);
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query.execute(&mut *conn).bounded().await?;
+        }
+        return Ok(());
+    }
+    let row =
+        sqlx::query("SELECT COALESCE(MAX(log_offset), 0) AS n FROM outbox").fetch_one(&mut *conn).bounded().await?;
+    let first = row.try_get::<i64, _>("n")? + 1;
+    for (next, seq) in (first..).zip(seqs) {
         sqlx::query("UPDATE outbox SET published_at = ?, log_offset = ? WHERE seq = ? AND published_at IS NULL")
             .bind(now)
-            .bind(offset)
+            .bind(next)
             .bind(*seq)
             .execute(&mut *conn)
             .bounded()
             .await?;
-        next += 1;
     }
     Ok(())
 }

@@ -168,6 +168,8 @@ async fn orders_events_survive_a_frozen_broker_and_a_killed_instance_and_apply_o
     for (order, kinds) in &seen {
         assert_eq!(kinds, &["cn.wxshop.order.created.v1", "cn.wxshop.order.paid.v1"], "order {order}");
     }
+    let _ = other.kill();
+    let _ = other.wait();
     let _ = broker.kill();
     let _ = broker.wait();
 }
