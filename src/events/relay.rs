@@ -49,8 +49,11 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                     tracing::warn!(%error, backoff_ms = backoff.as_millis() as u64, "event relay pass failed; backing off");
                 }
             }
-            if let Err(error) = bus::run_consumers(&state).await {
-                tracing::warn!(%error, "in-process consumers failed; retrying");
+            // While catching up on a backlog, publishing comes first; the consumers read on between full batches.
+            if !more {
+                if let Err(error) = bus::run_consumers(&state).await {
+                    tracing::warn!(%error, "in-process consumers failed; retrying");
+                }
             }
             if now - last_purge > 60_000 {
                 last_purge = now;
