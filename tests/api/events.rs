@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use wxshop::events::bus;
 
 use crate::helpers::{backends, spawn_app, spawn_app_with, TestApp};
@@ -251,4 +251,133 @@ async fn a_consumer_that_keeps_failing_dead_letters_the_event_and_goes_on() {
         assert!(metrics.contains("events_outbox_pending"), "backlog metrics are exported");
         assert!(metrics.contains("events_dead_letters_total{consumer=\"subscribe_messages\"}"), "{metrics}");
     }
+}
+
+/// The embedded default with a process kill: orders paid while the instance is SIGKILLed mid-run and restarted
+/// on the same data; every paid order's event is applied by the sales consumer exactly once (statistics = a recount).
+#[tokio::test]
+async fn a_killed_embedded_instance_applies_every_event_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = crate::helpers::closed_port_address();
+    let base = format!("http://{listen}");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wxshop"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WXSHOP_DATA_DIR", dir.path())
+            .env("WXSHOP_LISTEN", &listen)
+            .env("WXSHOP_OPS_LISTEN", "127.0.0.1:0")
+            .env("WXSHOP_LOG__FILTER", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
+    let up = || async {
+        for _ in 0..300 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not start");
+    };
+    let mut server = start();
+    up().await;
+    let mut paid_attempts = 0;
+    for round in 0..2 {
+        let login: Value = client
+            .post(format!("{base}/api/v1/auth/wechat/login"))
+            .json(&json!({"code": format!("killed:{round}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        let address: Value = client
+            .post(format!("{base}/api/v1/addresses"))
+            .bearer_auth(&token)
+            .json(&crate::shopping::address("杀"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for i in 0..40 {
+            let order: Value = client
+                .post(format!("{base}/api/v1/orders"))
+                .bearer_auth(&token)
+                .header("idempotency-key", format!("kill-{round}-{i}"))
+                .json(&json!({"items": [{"sku_id": 1 + i % 3, "quantity": 1}], "address_id": address["id"]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = order["id"].as_i64().unwrap();
+            let mut fields: Value = client
+                .post(format!("{base}/api/v1/orders/{id}/pay"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            fields["action"] = json!("pay");
+            client.post(format!("{base}/__simulator/pay/cashier")).json(&fields).send().await.unwrap();
+            paid_attempts += 1;
+            if round == 0 && i == 25 {
+                // Mid-run: the relay and the consumers are busy with what was just paid.
+                server.kill().unwrap();
+                server.wait().unwrap();
+                server = start();
+                up().await;
+                break;
+            }
+        }
+    }
+    let url = format!("sqlite://{}", dir.path().join("wxshop.db").display());
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let mut settled = false;
+    for _ in 0..300 {
+        let paid: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM order_event WHERE from_status = 'pending_payment' AND to_status = 'paid'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processed_event WHERE consumer = 'sales_stats'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        let counted: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(orders), 0) FROM sales_daily").fetch_one(&mut db).await.unwrap();
+        if paid > 0 && applied == paid && counted == paid {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(settled, "every paid order counted exactly once after the restart ({paid_attempts} paid at the cashier)");
+    let units: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(units), 0) FROM sales_daily").fetch_one(&mut db).await.unwrap();
+    let recount: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(quantity), 0) FROM order_item WHERE order_id IN \
+         (SELECT order_id FROM order_event WHERE from_status = 'pending_payment' AND to_status = 'paid')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(units, recount);
+    drop(db);
+    let _ = server.kill();
+    let _ = server.wait();
 }
