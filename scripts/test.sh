@@ -21,6 +21,19 @@ cargo test --locked --features kafka "$@" || status=$?
 # The fuzz stage runs the binary `cargo test` just built; skipped when the tests were filtered (extra arguments).
 if [ "$#" -eq 0 ]; then
     bash scripts/fuzz.sh || status=$?
+    # The default build (no `kafka` feature) refuses a Kafka configuration with a message naming the key and the
+    # build command. Checked here, after the stages that use the Kafka-enabled binary: the suite itself runs with the
+    # feature. Only the wxshop crate is rebuilt.
+    cargo build --locked --bin wxshop
+    code=0
+    out="$(env -i PATH="$PATH" WXSHOP_DATA_DIR="$(mktemp -d)" WXSHOP_EVENTS__KAFKA_BROKERS=127.0.0.1:9 \
+        target/debug/wxshop serve 2>&1)" || code=$?
+    if [ "$code" -eq 2 ] && grep -q 'events.kafka_brokers' <<<"$out" && grep -q -- '--features kafka' <<<"$out"; then
+        echo "test.sh: a binary without the kafka feature refuses a Kafka configuration: ok" >&2
+    else
+        echo "test.sh: FAILED: a binary without the kafka feature must refuse a Kafka configuration (exit $code): $out" >&2
+        status=1
+    fi
 fi
 
 # Tests drop their own databases and keys as they end; a test binary that exits first can leave a few behind.

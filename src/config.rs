@@ -493,6 +493,10 @@ impl Config {
         }
         self.validate_auth()?;
         self.validate_wechat()?;
+        #[cfg(not(feature = "kafka"))]
+        if self.events.kafka_brokers.is_some() {
+            return Err(ConfigError(crate::events::bus::WITHOUT_KAFKA.into()));
+        }
         self.pay.load_keys(self.mode)?;
 
         if self.mode == Mode::Production && self.seed_demo() {

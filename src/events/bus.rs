@@ -59,18 +59,19 @@ impl Bus {
     }
 }
 
+/// Why a binary built without the `kafka` feature refuses `events.kafka_brokers` (at configuration time).
+pub const WITHOUT_KAFKA: &str = "invalid config key `events.kafka_brokers`: this wxshop binary was built without \
+     Kafka support; build it with `cargo build --release --features kafka`, or unset events.kafka_brokers";
+
 /// Builds the transport the configuration asks for. A Kafka configuration on a binary built without the `kafka`
-/// feature is refused with a clear message.
+/// feature is refused with a clear message (already by `Config::validate`).
 pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Bus> {
     match &config.events.kafka_brokers {
         None => Ok(Bus::new(Transport::Log)),
         #[cfg(feature = "kafka")]
         Some(brokers) => Ok(Bus::new(Transport::Kafka(crate::events::kafka::KafkaBus::new(brokers, &config.events)?))),
         #[cfg(not(feature = "kafka"))]
-        Some(_) => anyhow::bail!(
-            "invalid config key `events.kafka_brokers`: this wxshop binary was built without Kafka support; \
-             build it with `cargo build --release --features kafka`, or unset events.kafka_brokers"
-        ),
+        Some(_) => anyhow::bail!(WITHOUT_KAFKA),
     }
 }
 
@@ -177,7 +178,8 @@ pub async fn run_consumers(state: &AppState) -> Result<(), AppError> {
             outbox::set_consumer_offset(&mut conn, state.db.dialect, consumer.name(), position).await?;
         }
         let lag = end - position.max(stored);
-        metrics::gauge!("events_consumer_lag", "consumer" => consumer.name()).set(lag.max(0) as f64);
+        metrics::gauge!("events_consumer_lag", "consumer" => consumer.name(), "transport" => "log")
+            .set(lag.max(0) as f64);
     }
     Ok(())
 }

@@ -139,19 +139,43 @@ fn transport(error: KafkaError) -> AppError {
     AppError::Unavailable { code: "kafka_unavailable", message: format!("Kafka: {error}") }
 }
 
+/// Messages this member has not consumed yet on its assigned partitions (high watermark − position). Blocking.
+fn lag(stream: &StreamConsumer) -> rdkafka::error::KafkaResult<i64> {
+    let position = stream.position()?;
+    let mut total = 0;
+    for element in position.elements() {
+        if let rdkafka::Offset::Offset(at) = element.offset() {
+            let (_, high) = stream.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))?;
+            total += (high - at).max(0);
+        }
+    }
+    Ok(total)
+}
+
 /// Runs one consumer group member until `shutdown`.
 pub async fn run_consumer(state: AppState, consumer: Consumer, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let bus::Transport::Kafka(kafka) = &state.events.transport else { return };
     let stream = match kafka.consumer(consumer) {
-        Ok(stream) => stream,
+        Ok(stream) => std::sync::Arc::new(stream),
         Err(error) => {
             tracing::error!(%error, consumer = consumer.name(), "cannot start the Kafka consumer");
             return;
         }
     };
+    let mut lag_measured = std::time::Instant::now();
     loop {
+        if lag_measured.elapsed() > Duration::from_secs(5) {
+            lag_measured = std::time::Instant::now();
+            let measured = stream.clone();
+            if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || lag(&measured)).await {
+                metrics::gauge!("events_consumer_lag", "consumer" => consumer.name(), "transport" => "kafka")
+                    .set(lag as f64);
+            }
+        }
         let message = tokio::select! {
             message = stream.recv() => message,
+            // Measure the lag even while nothing arrives.
+            _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
             _ = shutdown.changed() => return,
         };
         let message = match message {

@@ -88,6 +88,18 @@ async fn events_reach_kafka_in_binary_mode_and_consumer_groups_apply_each_once()
         assert!(applied, "consumed through Kafka");
         let inbox: i64 = app.scalar("SELECT COUNT(*) AS n FROM processed_event").await;
         assert_eq!(inbox, 3, "sales: paid; subscribe: paid, shipped");
+        // The consumer groups' lag is exported.
+        let lag_reported = eventually(Duration::from_secs(20), || async {
+            let metrics =
+                app.client.get(format!("{}/metrics", app.ops_address)).send().await.unwrap().text().await.unwrap();
+            metrics.lines().any(|l| {
+                l.starts_with("events_consumer_lag{")
+                    && l.contains("consumer=\"sales_stats\"")
+                    && l.contains("transport=\"kafka\"")
+            })
+        })
+        .await;
+        assert!(lag_reported, "events_consumer_lag for the Kafka consumer");
     }
 }
 
