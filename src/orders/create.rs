@@ -198,7 +198,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         };
         let quantity = wanted[sku_id];
         // Ascending SKU order: every order transaction locks rows in the same order.
-        if !store::take_stock(&mut tx, *sku_id, quantity, now).await? {
+        if !store::take_stock(&mut tx, *sku_id, quantity, now, "order").await? {
             return Err(AppError::conflict(
                 "insufficient_stock",
                 format!("sku {sku_id} has {} left, {quantity} wanted", sku.stock.min(quantity.saturating_sub(1))),

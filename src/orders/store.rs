@@ -52,7 +52,15 @@ pub async fn stock_changed(conn: &mut AnyConnection, sku_id: i64, delta: i64, re
     crate::events::record(conn, crate::events::Event::new("sku", sku_id, "sku.stock_changed", data)).await
 }
 
-pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<bool, sqlx::Error> {
+/// Takes `quantity` units of an active SKU if that many are there; `reason` goes into its `sku.stock_changed`
+/// event (`order`, `flash_sale`).
+pub async fn take_stock(
+    conn: &mut AnyConnection,
+    sku_id: i64,
+    quantity: i64,
+    now: i64,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "UPDATE sku SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ? AND status = 'active'",
     )
@@ -65,7 +73,7 @@ pub async fn take_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, no
     .await?;
     let taken = result.rows_affected() == 1;
     if taken {
-        stock_changed(conn, sku_id, -quantity, "order").await?;
+        stock_changed(conn, sku_id, -quantity, reason).await?;
     }
     Ok(taken)
 }
