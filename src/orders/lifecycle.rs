@@ -163,23 +163,31 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
     if !fields.is_empty() {
         return Err(AppError::Validation(fields));
     }
-    let mut tx = app.db.begin_write().await?;
-    let (_, status) = current(&mut tx, id, None).await?;
-    transition(&mut tx, id, status, OrderStatus::Shipped, &Actor::Admin(admin_id), Some((carrier, tracking_no)))
-        .await?;
-    store::set_shipped(&mut tx, app.db.dialect, id, now_ms()).await?;
-    tx.commit().bounded().await?;
+    retry_transient(|| async {
+        let mut tx = app.db.begin_write().await?;
+        let (_, status) = current(&mut tx, id, None).await?;
+        let shipping = Some((carrier, tracking_no));
+        transition(&mut tx, id, status, OrderStatus::Shipped, &Actor::Admin(admin_id), shipping).await?;
+        store::set_shipped(&mut tx, app.db.dialect, id, now_ms()).await?;
+        tx.commit().bounded().await?;
+        Ok(())
+    })
+    .await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
 }
 
 /// The buyer confirms receipt: `shipped → completed`.
 pub async fn confirm_receipt(app: &App, user_id: i64, id: i64) -> Result<(), AppError> {
-    let mut tx = app.db.begin_write().await?;
-    let (_, status) = current(&mut tx, id, Some(user_id)).await?;
-    transition(&mut tx, id, status, OrderStatus::Completed, &Actor::User(user_id), None).await?;
-    store::set_completed_at(&mut tx, id, now_ms()).await?;
-    tx.commit().bounded().await?;
+    retry_transient(|| async {
+        let mut tx = app.db.begin_write().await?;
+        let (_, status) = current(&mut tx, id, Some(user_id)).await?;
+        transition(&mut tx, id, status, OrderStatus::Completed, &Actor::User(user_id), None).await?;
+        store::set_completed_at(&mut tx, id, now_ms()).await?;
+        tx.commit().bounded().await?;
+        Ok(())
+    })
+    .await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
 }
@@ -211,10 +219,14 @@ pub async fn auto_complete(app: &App) -> Result<usize, AppError> {
 
 /// Any legal transition without side effects on stock (payments will drive `paid`; tests use it).
 pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Result<(), AppError> {
-    let mut tx = app.db.begin_write().await?;
-    let (_, status) = current(&mut tx, id, None).await?;
-    transition(&mut tx, id, status, to, &actor, None).await?;
-    tx.commit().bounded().await?;
+    retry_transient(|| async {
+        let mut tx = app.db.begin_write().await?;
+        let (_, status) = current(&mut tx, id, None).await?;
+        transition(&mut tx, id, status, to, &actor, None).await?;
+        tx.commit().bounded().await?;
+        Ok(())
+    })
+    .await?;
     app.order_cache.invalidate(&id.to_string()).await;
     Ok(())
 }

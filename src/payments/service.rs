@@ -219,6 +219,16 @@ pub async fn apply_transaction(
     source: &str,
     event: Option<(&str, &str)>,
 ) -> Result<Applied, AppError> {
+    // Run again on a deadlock (nothing after the commit has happened then); the inbox keeps it idempotent.
+    crate::db::retry_transient(|| apply_once(app, txn, source, event)).await
+}
+
+async fn apply_once(
+    app: &App,
+    txn: &Transaction,
+    source: &str,
+    event: Option<(&str, &str)>,
+) -> Result<Applied, AppError> {
     let now = now_ms();
     let mut tx = app.db.begin_write().await?;
     if let Some((event_id, event_type)) = event {

@@ -5,7 +5,7 @@
 //! to the `<prefix>track` topic through the outbox. Processed rows are deleted after 8 days (the deduplication
 //! window: the SDK keeps events offline for up to 7).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Row};
@@ -68,7 +68,12 @@ pub async fn pass(app: &App) -> Result<usize, AppError> {
     }
 }
 
+/// One batch, run again on a deadlock (two processors upserting the same aggregates).
 async fn batch(app: &App) -> Result<usize, AppError> {
+    crate::db::retry_transient(|| batch_once(app)).await
+}
+
+async fn batch_once(app: &App) -> Result<usize, AppError> {
     let mut tx = app.db.begin_write().await?;
     let sql = format!(
         "SELECT id, source, event_id, type, page, props, occurred_at FROM track_event WHERE processed = 0 \
@@ -81,8 +86,9 @@ async fn batch(app: &App) -> Result<usize, AppError> {
         return Ok(0);
     }
     let forward = !crate::events::bus::uses_log(app);
-    let mut counts: HashMap<(String, String), Counts> = HashMap::new();
-    let mut perf: HashMap<(String, String, i64), i64> = HashMap::new();
+    // Ordered maps: every processor upserts the aggregates in the same key order.
+    let mut counts: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    let mut perf: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
     let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
         ids.push(row.try_get::<i64, _>("id")?);

@@ -94,7 +94,9 @@ async fn orders_events_survive_a_frozen_broker_and_a_killed_instance_and_apply_o
             let state = app.state.clone();
             let user = buyer.user_id;
             async move {
-                let body = wxshop::orders::create::create(&state, user, &request, None).await.unwrap();
+                let body = wxshop::db::retry_transient(|| wxshop::orders::create::create(&state, user, &request, None))
+                    .await
+                    .unwrap();
                 let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
                 let paid = wxshop::orders::OrderStatus::Paid;
                 wxshop::orders::lifecycle::advance(&state, id, paid, wxshop::orders::lifecycle::Actor::Payment)
