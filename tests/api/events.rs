@@ -275,17 +275,8 @@ async fn a_killed_embedded_instance_applies_every_event_exactly_once_after_resta
             .unwrap()
     };
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
-    let up = || async {
-        for _ in 0..300 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not start");
-    };
     let mut server = start();
-    up().await;
+    crate::helpers::wait_until_up(&client, &format!("{base}/healthz")).await;
     let mut paid_attempts = 0;
     for round in 0..2 {
         let login: Value = client
@@ -338,7 +329,7 @@ async fn a_killed_embedded_instance_applies_every_event_exactly_once_after_resta
                 server.kill().unwrap();
                 server.wait().unwrap();
                 server = start();
-                up().await;
+                crate::helpers::wait_until_up(&client, &format!("{base}/healthz")).await;
                 break;
             }
         }

@@ -332,6 +332,17 @@ impl TestApp {
     }
 }
 
+/// Waits (at most 15 s) until `url` answers at all: a server process started by a test is up.
+pub async fn wait_until_up(client: &reqwest::Client, url: &str) {
+    for _ in 0..300 {
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}
+
 /// Polls `check` until it holds or `within` has passed; returns whether it held.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where

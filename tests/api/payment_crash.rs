@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::helpers::{backends, closed_port_address, create_mysql_database, mysql_url, Backend};
+use crate::helpers::{backends, closed_port_address, create_mysql_database, mysql_url, wait_until_up, Backend};
 
 fn wxshop(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wxshop"));
@@ -20,16 +20,6 @@ fn wxshop(data_dir: &std::path::Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
-}
-
-async fn wait_until_up(client: &reqwest::Client, url: &str) {
-    for _ in 0..300 {
-        if client.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not come up");
 }
 
 /// The shop as a real process, paying through the external simulator with the simulator's merchant keys.

@@ -266,17 +266,8 @@ async fn a_killed_ingest_writer_loses_nothing_the_clients_retry() {
             command.spawn().unwrap()
         };
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
-        let up = |client: reqwest::Client, base: String| async move {
-            for _ in 0..300 {
-                if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("the server did not start");
-        };
         let mut server = start();
-        up(client.clone(), base.clone()).await;
+        crate::helpers::wait_until_up(&client, &format!("{base}/healthz")).await;
         let batches: Vec<Value> = (0..40)
             .map(|b| {
                 let events: Vec<Value> =
@@ -294,7 +285,7 @@ async fn a_killed_ingest_writer_loses_nothing_the_clients_retry() {
             in_flight.await.unwrap().into_iter().filter(|r| r.as_ref().is_ok_and(|r| r.status() == 200)).count();
         eprintln!("{}: {acknowledged} of {} batches acknowledged before the kill", backend.name(), batches.len());
         let mut server = start();
-        up(client.clone(), base.clone()).await;
+        crate::helpers::wait_until_up(&client, &format!("{base}/healthz")).await;
         for batch in &batches {
             let answer: Value = client.post(&url).json(batch).send().await.unwrap().json().await.unwrap();
             assert_eq!(answer["accepted"].as_i64().unwrap() + answer["duplicates"].as_i64().unwrap(), 50, "{answer}");
