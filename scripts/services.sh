@@ -112,3 +112,13 @@ if ! kafka_up; then
         >/tmp/wxshop-tansu.log 2>&1 &
     wait_for 20 "the Kafka broker" kafka_up
 fi
+
+# --- S3: an S3-compatible server that enforces POST policies ------------------------------------------------
+# s3s-fs 0.14.1 (crates.io; the newest release that builds on this toolchain): SigV4 header, presigned and POST
+# policy verification with the policy's conditions enforced (expiry, eq, starts-with, content-length-range).
+# The uploads tests start their own instance (own port, own directory); this only installs it, once (~2 min).
+S3S="$TOOLS/s3s-fs-0.14.1"
+if [ ! -x "$S3S/bin/s3s-fs" ]; then
+    log "installing s3s-fs 0.14.1 (cargo install) into $S3S"
+    cargo install -q s3s-fs --version 0.14.1 --features binary --locked --root "$S3S"
+fi

@@ -58,6 +58,10 @@ pub struct Config {
     pub reporting: ReportingConfig,
     /// WeChat Pay v3 (`pay.*`, env `WXSHOP_PAY__…`).
     pub pay: crate::payments::config::PayConfig,
+    /// Object storage for uploads (`storage.*`, env `WXSHOP_STORAGE__…`).
+    pub storage: crate::uploads::config::StorageConfig,
+    /// The CDN purger (`cdn.*`, env `WXSHOP_CDN__…`).
+    pub cdn: crate::uploads::config::CdnConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     /// Base URL of an OpenTelemetry OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318` (`WXSHOP_OTEL_ENDPOINT`);
@@ -353,6 +357,8 @@ impl Default for Config {
             },
             reporting: ReportingConfig { queue_capacity: 1024, process_interval_ms: 500 },
             pay: crate::payments::config::PayConfig::default(),
+            storage: crate::uploads::config::StorageConfig::default(),
+            cdn: crate::uploads::config::CdnConfig::default(),
             rate_limit: RateLimitConfig {
                 window_ms: 1_000,
                 purchase_per_user: 5,
@@ -437,6 +443,7 @@ impl Config {
                 ));
             }
         }
+        crate::uploads::config::validate(&self.storage, &self.cdn, self.mode)?;
         if self.db.max_connections == Some(0) {
             return Err(ConfigError("invalid config key `db.max_connections`: must be at least 1".into()));
         }

@@ -62,6 +62,13 @@ impl Application {
         }
         let (wechat, wechat_simulator) = wechat_client(&config, local_addr, redis.clone())?;
         let (pay, pay_simulator) = payments(&config, local_addr, wechat.app_id())?;
+        let storage = crate::uploads::storage::Storage::from_config(&config, local_addr)?;
+        let own_base = format!("http://{}", loopback(local_addr));
+        let cdn = crate::cdn::CdnClient::from_config(&config, &own_base)?;
+        let cdn_simulator = config
+            .cdn
+            .simulated(config.mode)
+            .then(|| simulator::cdn::CdnSimulator::new(crate::cdn::SIM_SECRET_ID, crate::cdn::SIM_SECRET_KEY));
         let data_key = config.data_key().map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
         let secret_box =
             SecretBox::new(&data_key).map_err(|e| anyhow::anyhow!("invalid config key `auth.data_key`: {e}"))?;
@@ -107,6 +114,8 @@ impl Application {
             ingest,
             reporting_wake: tokio::sync::Notify::new(),
             pay,
+            storage,
+            cdn,
             flash_gate: Gate::new(redis_for_gate),
             flash_wake: tokio::sync::Notify::new(),
             sold_out: SoldOut::new(Duration::from_millis(config.flash_sale.sold_out_recheck_ms)),
@@ -115,8 +124,12 @@ impl Application {
             openapi_json,
         }));
         let mut router = api.merge(http::docs_ui());
-        router = simulator::mount(router, wechat_simulator, pay_simulator);
-        let router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
+        router = simulator::mount(router, wechat_simulator, pay_simulator, cdn_simulator);
+        let mut router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
+        if config.storage.provider == crate::uploads::config::Provider::Local {
+            // The embedded bucket: storage, not API; outside the API's middleware and body limit.
+            router = router.merge(crate::uploads::files::router(state.clone()));
+        }
         let ops_listener = TcpListener::bind(config.ops_listen)
             .await
             .with_context(|| format!("binding {} (config key `ops_listen`)", config.ops_listen))?;
@@ -177,6 +190,14 @@ impl Application {
         } else {
             Vec::new()
         };
+        let uploads_sweep = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::uploads::worker::run(state.clone(), workers_stop.clone()),
+        ));
+        let cdn_purger = tokio::spawn(crate::db::guard::scope(
+            state.db.write_guard(),
+            crate::cdn::worker::run(state.clone(), workers_stop.clone()),
+        ));
         let payments = tokio::spawn(crate::db::guard::scope(
             state.db.write_guard(),
             crate::payments::worker::run(state.clone(), workers_stop.clone()),
@@ -226,6 +247,11 @@ impl Application {
         for consumer in kafka_consumers {
             let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
         }
+        for (name, worker) in [("upload sweep", uploads_sweep), ("CDN purger", cdn_purger)] {
+            if tokio::time::timeout(Duration::from_secs(15), worker).await.is_err() {
+                tracing::warn!("the {name} did not stop in time");
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(5), payments).await.is_err() {
             tracing::warn!("the payment worker did not stop in time");
         }
@@ -238,6 +264,15 @@ impl Application {
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// `addr`, with an unspecified IP replaced by loopback (for URLs this server gives to itself).
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
     }
 }
 

@@ -52,6 +52,10 @@ pub struct App {
     pub events_wake: tokio::sync::Notify,
     /// WeChat Pay: the client (against WeChat Pay or the simulator) and the keys.
     pub pay: crate::payments::Payments,
+    /// The upload bucket: a directory served at `/files` (embedded) or an S3-compatible store.
+    pub storage: crate::uploads::storage::Storage,
+    /// The CDN purger's provider client (`None` with `cdn.provider = "none"`).
+    pub cdn: Option<crate::cdn::CdnClient>,
     /// Flash-sale decisions: a Lua script in Redis, or in process.
     pub flash_gate: Gate,
     /// Wakes the flash-sale hand-off worker when a purchase is won.

@@ -80,7 +80,8 @@ pub struct CreateProduct {
     pub title: String,
     pub subtitle: Option<String>,
     pub description: Option<String>,
-    pub image_urls: Option<Vec<String>>,
+    /// Committed `product_image` uploads (`POST /admin/api/v1/uploads`), in display order; at most 20.
+    pub image_upload_ids: Option<Vec<String>>,
     /// At least one.
     pub skus: Vec<CreateSku>,
 }
@@ -92,7 +93,8 @@ pub struct UpdateProduct {
     pub title: Option<String>,
     pub subtitle: Option<String>,
     pub description: Option<String>,
-    pub image_urls: Option<Vec<String>>,
+    /// Replaces the images: committed `product_image` uploads, in display order; at most 20.
+    pub image_upload_ids: Option<Vec<String>>,
     /// `on_sale` or `delisted`.
     pub status: Option<String>,
 }
@@ -179,13 +181,16 @@ pub async fn get_product(app: &App, id: i64) -> Result<AdminProduct, AppError> {
 }
 
 fn check_images(check: &mut Check, images: Option<&Vec<String>>) {
-    if let Some(images) = images {
-        if images.len() > 20 {
-            check.fail("image_urls", "at most 20 images");
-        }
-        for (i, url) in images.iter().enumerate() {
-            check.url(&format!("image_urls[{i}]"), Some(url));
-        }
+    if images.is_some_and(|images| images.len() > 20) {
+        check.fail("image_upload_ids", "at most 20 images");
+    }
+}
+
+/// The URLs of the given product-image uploads (404 `upload_not_found` for any that is not one).
+async fn image_urls_of(app: &App, ids: Option<&Vec<String>>) -> Result<Option<Vec<String>>, AppError> {
+    match ids {
+        Some(ids) => Ok(Some(crate::uploads::service::product_image_urls(app, ids).await?)),
+        None => Ok(None),
     }
 }
 
@@ -194,7 +199,7 @@ pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProd
     check.text("title", Some(&input.title), 128, true);
     check.text("subtitle", input.subtitle.as_deref(), 256, false);
     check.text("description", input.description.as_deref(), 10_000, false);
-    check_images(&mut check, input.image_urls.as_ref());
+    check_images(&mut check, input.image_upload_ids.as_ref());
     if input.skus.is_empty() || input.skus.len() > 100 {
         check.fail("skus", "between 1 and 100 SKUs");
     }
@@ -206,8 +211,9 @@ pub async fn create_product(app: &App, input: CreateProduct) -> Result<AdminProd
     if !store::category_exists(&app.db.pool, input.category_id).await? {
         return Err(AppError::not_found("category"));
     }
+    let images = image_urls_of(app, input.image_upload_ids.as_ref()).await?.unwrap_or_default();
     let now = now_ms();
-    let images = serde_json::to_string(&input.image_urls.unwrap_or_default()).map_err(anyhow::Error::from)?;
+    let images = serde_json::to_string(&images).map_err(anyhow::Error::from)?;
     let mut tx = app.db.begin_write().await?;
     let product = NewProduct {
         category_id: input.category_id,
@@ -237,7 +243,7 @@ pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<
     check.text("title", input.title.as_deref(), 128, true);
     check.text("subtitle", input.subtitle.as_deref(), 256, false);
     check.text("description", input.description.as_deref(), 10_000, false);
-    check_images(&mut check, input.image_urls.as_ref());
+    check_images(&mut check, input.image_upload_ids.as_ref());
     check.one_of("status", input.status.as_deref(), &["on_sale", "delisted"]);
     check.done()?;
     if let Some(category) = input.category_id {
@@ -245,6 +251,7 @@ pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<
             return Err(AppError::not_found("category"));
         }
     }
+    let images = image_urls_of(app, input.image_upload_ids.as_ref()).await?;
     let mut changes = Vec::new();
     if let Some(v) = input.category_id {
         changes.push(("category_id", SetValue::Int(v)));
@@ -258,7 +265,7 @@ pub async fn update_product(app: &App, id: i64, input: UpdateProduct) -> Result<
     if let Some(v) = input.description {
         changes.push(("description", SetValue::Text(v)));
     }
-    if let Some(v) = input.image_urls {
+    if let Some(v) = images {
         changes.push(("image_urls", SetValue::Text(serde_json::to_string(&v).map_err(anyhow::Error::from)?)));
     }
     if let Some(v) = input.status {

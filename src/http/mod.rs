@@ -84,6 +84,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::events::admin_routes::router())
         .merge(crate::reporting::routes::router())
         .merge(crate::reporting::admin_routes::router())
+        .merge(crate::uploads::routes::router())
+        .merge(crate::uploads::admin_routes::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

@@ -40,6 +40,11 @@ fn url() -> Value {
     json!({"type": "string", "maxLength": 512, "pattern": URL_PATTERN})
 }
 
+/// An upload's id: 32 lowercase hex digits.
+fn upload_id() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+}
+
 fn one_of(values: &[&str]) -> Value {
     json!({"type": "string", "enum": values})
 }
@@ -76,7 +81,7 @@ fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
     vec![
         ("NewAddress", address(true), &["recipient", "phone", "province", "city", "detail"]),
         ("AddressInput", address(false), &[]),
-        ("UpdateProfile", json!({"nickname": text(32), "avatar_url": url()}), &[]),
+        ("UpdateProfile", json!({"nickname": text(32), "avatar_upload_id": upload_id()}), &[]),
         ("WechatLogin", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
         ("BindPhone", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
         ("SetQuantity", json!({"quantity": int(0, crate::cart::service::MAX_QUANTITY)}), &["quantity"]),
@@ -114,7 +119,7 @@ fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
             json!({
                 "category_id": id(), "title": text(128), "subtitle": optional_text(256),
                 "description": optional_text(10_000),
-                "image_urls": {"type": "array", "maxItems": 20, "items": url()},
+                "image_upload_ids": {"type": "array", "maxItems": 20, "items": upload_id()},
                 "skus": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"$ref": "#/components/schemas/CreateSku"}},
             }),
             &["category_id", "title", "skus"],
@@ -124,7 +129,7 @@ fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
             json!({
                 "category_id": id(), "title": text(128), "subtitle": optional_text(256),
                 "description": optional_text(10_000),
-                "image_urls": {"type": "array", "maxItems": 20, "items": url()},
+                "image_upload_ids": {"type": "array", "maxItems": 20, "items": upload_id()},
                 "status": one_of(&["on_sale", "delisted"]),
             }),
             &[],

@@ -6,6 +6,7 @@
 //! production), or run alone with `wxshop simulator --listen ADDR`. These routes are WeChat's API, not ours, so
 //! they are not in wxshop's OpenAPI document.
 
+pub mod cdn;
 pub mod pay;
 pub mod wechat;
 
@@ -23,9 +24,16 @@ pub const SIM_APP_SECRET: &str = "simulator-app-secret";
 pub const SIM_TEMPLATE_PAID: &str = "simTemplateOrderPaid000000000000000000001";
 pub const SIM_TEMPLATE_SHIPPED: &str = "simTemplateOrderShipped00000000000000000002";
 
-/// The simulators in use, mounted at `/wechat` and `/pay`.
-pub fn router(wechat: Option<Arc<wechat::WechatSimulator>>, pay: Option<Arc<pay::PaySimulator>>) -> Router {
+/// The simulators in use, mounted at `/wechat`, `/pay` and `/cdn`.
+pub fn router(
+    wechat: Option<Arc<wechat::WechatSimulator>>,
+    pay: Option<Arc<pay::PaySimulator>>,
+    cdn: Option<Arc<cdn::CdnSimulator>>,
+) -> Router {
     let mut router = Router::new();
+    if let Some(cdn) = cdn {
+        router = router.nest("/cdn", cdn::router(cdn));
+    }
     if let Some(wechat) = wechat {
         router = router.nest("/wechat", wechat::router(wechat));
     }
@@ -40,11 +48,12 @@ pub fn mount<S: Clone + Send + Sync + 'static>(
     app: Router<S>,
     wechat: Option<Arc<wechat::WechatSimulator>>,
     pay: Option<Arc<pay::PaySimulator>>,
+    cdn: Option<Arc<cdn::CdnSimulator>>,
 ) -> Router<S> {
-    if wechat.is_none() && pay.is_none() {
+    if wechat.is_none() && pay.is_none() && cdn.is_none() {
         return app;
     }
-    app.nest_service(MOUNT_PATH, router(wechat, pay))
+    app.nest_service(MOUNT_PATH, router(wechat, pay, cdn))
 }
 
 /// Runs the simulators alone (`wxshop simulator --listen ADDR`) until SIGINT/SIGTERM.
@@ -58,7 +67,8 @@ pub async fn serve(listen: std::net::SocketAddr, app_id: &str, app_secret: &str)
         "WeChat SIMULATOR listening: http://{0}/wechat and WeChat Pay http://{0}/pay (for development and tests only)",
         listener.local_addr()?
     );
-    axum::serve(listener, router(Some(wechat), Some(pay)))
+    let cdn = cdn::CdnSimulator::new(crate::cdn::SIM_SECRET_ID, crate::cdn::SIM_SECRET_KEY);
+    axum::serve(listener, router(Some(wechat), Some(pay), Some(cdn)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

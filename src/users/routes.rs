@@ -27,10 +27,11 @@ pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Jso
     Ok(Json(service::profile(&state, user.id).await?))
 }
 
-/// Edits the nickname and avatar; any other field is a 422.
+/// Edits the nickname and avatar (a committed avatar upload of this user); any other field is a 422.
 #[utoipa::path(patch, path = "/api/v1/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfile,
     responses(
         (status = 200, body = UserProfile),
+        (status = 404, body = ErrorBody, description = "`upload_not_found`: not a committed avatar upload of this user"),
         (status = 422, body = ErrorBody, description = "`validation_failed`, naming the field"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]

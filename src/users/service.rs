@@ -7,7 +7,7 @@ use crate::auth::sessions;
 use crate::auth::tokens::now_secs;
 use crate::auth::{SubjectKind, USER_AUDIENCE};
 use crate::db::{now_ms, rfc3339};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 use crate::state::App;
 use crate::users::store::{self, UserRow, WechatIdentity};
 
@@ -111,8 +111,8 @@ pub async fn profile(app: &App, user_id: i64) -> Result<UserProfile, AppError> {
 pub struct UpdateProfile {
     /// 1 to 32 characters.
     pub nickname: Option<String>,
-    /// An http(s) URL, at most 512 characters.
-    pub avatar_url: Option<String>,
+    /// The id of a committed `avatar` upload of this user (`POST /api/v1/uploads`); its URL becomes the avatar.
+    pub avatar_upload_id: Option<String>,
 }
 
 pub async fn update_profile(app: &App, user_id: i64, update: UpdateProfile) -> Result<UserProfile, AppError> {
@@ -121,16 +121,14 @@ pub async fn update_profile(app: &App, user_id: i64, update: UpdateProfile) -> R
     if let Some(n) = &nickname {
         crate::domain::check_human_text("nickname", n, 32, true, &mut fields);
     }
-    if let Some(url) = &update.avatar_url {
-        let ok = url.len() <= 512 && url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !ok {
-            fields.push(FieldError::new("avatar_url", "must be an http(s) URL of at most 512 characters"));
-        }
-    }
     if !fields.is_empty() {
         return Err(AppError::Validation(fields));
     }
-    store::update_profile(&app.db.pool, user_id, nickname.as_deref(), update.avatar_url.as_deref(), now_ms()).await?;
+    let avatar_url = match &update.avatar_upload_id {
+        Some(id) => Some(crate::uploads::service::avatar_url(app, user_id, id).await?),
+        None => None,
+    };
+    store::update_profile(&app.db.pool, user_id, nickname.as_deref(), avatar_url.as_deref(), now_ms()).await?;
     profile(app, user_id).await
 }
 

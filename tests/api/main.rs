@@ -33,6 +33,7 @@ mod sick_database;
 mod slow_clients;
 mod telemetry;
 mod tokens;
+mod uploads;
 
 mod helpers;
 mod servers;

@@ -176,3 +176,54 @@ impl Drop for OwnMariaDb {
         }
     }
 }
+
+/// A private S3-compatible server (s3s-fs 0.14.1, installed by scripts/services.sh) over a directory of its own,
+/// with one bucket. It enforces SigV4 POST policies (signature, expiry, conditions, content-length-range).
+pub struct OwnS3 {
+    pub port: u16,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub root: tempfile::TempDir,
+    child: Child,
+}
+
+impl OwnS3 {
+    pub async fn start() -> OwnS3 {
+        let binary = std::env::var("WXSHOP_TEST_S3S_FS").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/wxshop/s3s-fs-0.14.1/bin/s3s-fs")
+        });
+        let root = tempfile::tempdir().unwrap();
+        let bucket = "wxshop-media".to_owned();
+        std::fs::create_dir_all(root.path().join(&bucket)).unwrap();
+        let port = free_port();
+        let (access_key, secret_key) = ("AKIDTESTS3S0000000001".to_owned(), "test-s3s-secret-key-0001".to_owned());
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", &access_key])
+            .args(["--secret-key", &secret_key])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary}: {e} (scripts/services.sh installs s3s-fs)"));
+        wait_until("s3s-fs", Duration::from_secs(10), || answers(port)).await;
+        OwnS3 { port, bucket, access_key, secret_key, root, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The bytes of an object, read from the server's directory.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.path().join(&self.bucket).join(key)).ok()
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

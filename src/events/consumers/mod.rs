@@ -1,6 +1,7 @@
 //! The consumers of domain events. Each applies an event inside the transaction [`crate::events::bus::deliver`]
 //! opened with its inbox row, so it applies each event once however often it is delivered.
 
+pub mod cdn;
 pub mod sales;
 pub mod subscribe;
 
@@ -16,16 +17,19 @@ pub enum Consumer {
     Sales,
     /// WeChat subscribe messages (订阅消息) to the buyer when an order is paid and when it ships.
     Subscribe,
+    /// CDN purges of images taken down (`cdn::worker` sends them).
+    CdnPurge,
 }
 
 impl Consumer {
-    pub const ALL: [Consumer; 2] = [Consumer::Sales, Consumer::Subscribe];
+    pub const ALL: [Consumer; 3] = [Consumer::Sales, Consumer::Subscribe, Consumer::CdnPurge];
 
     /// Its name: the inbox key, the offset's key, the Kafka consumer group's suffix.
     pub fn name(self) -> &'static str {
         match self {
             Consumer::Sales => "sales_stats",
             Consumer::Subscribe => "subscribe_messages",
+            Consumer::CdnPurge => "cdn_purge",
         }
     }
 
@@ -34,6 +38,7 @@ impl Consumer {
         match self {
             Consumer::Sales => &["order", "refund"],
             Consumer::Subscribe => &["order"],
+            Consumer::CdnPurge => &["upload"],
         }
     }
 
@@ -42,6 +47,7 @@ impl Consumer {
         match self {
             Consumer::Sales => matches!(kind, "order.paid" | "refund.succeeded"),
             Consumer::Subscribe => matches!(kind, "order.paid" | "order.shipped"),
+            Consumer::CdnPurge => kind == "upload.taken_down",
         }
     }
 
@@ -49,6 +55,7 @@ impl Consumer {
         match self {
             Consumer::Sales => sales::apply(app, conn, event).await,
             Consumer::Subscribe => subscribe::apply(app, conn, event).await,
+            Consumer::CdnPurge => cdn::apply(app, conn, event).await,
         }
     }
 }
