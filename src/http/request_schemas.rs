@@ -82,6 +82,16 @@ fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
         ("NewAddress", address(true), &["recipient", "phone", "province", "city", "detail"]),
         ("AddressInput", address(false), &[]),
         ("UpdateProfile", json!({"nickname": text(32), "avatar_upload_id": upload_id()}), &[]),
+        (
+            "CreateUpload",
+            json!({
+                "purpose": one_of(&["avatar", "review_photo", "product_image"]),
+                "content_type": one_of(&["image/jpeg", "image/png", "image/webp"]),
+                "size": int(1, 10 * 1024 * 1024),
+                "method": one_of(&["POST", "PUT"]),
+            }),
+            &["purpose", "content_type", "size"],
+        ),
         ("WechatLogin", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
         ("BindPhone", json!({"code": {"type": "string", "pattern": CODE_PATTERN}}), &["code"]),
         ("SetQuantity", json!({"quantity": int(0, crate::cart::service::MAX_QUANTITY)}), &["quantity"]),

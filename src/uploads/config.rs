@@ -198,11 +198,9 @@ pub fn validate(storage: &StorageConfig, cdn: &CdnConfig, mode: Mode) -> Result<
             return key("endpoint", "cos and oss need their S3-compatible endpoint");
         }
     }
-    if mode == Mode::Production {
-        match &storage.public_base_url {
-            Some(url) if url.starts_with("https://") => {}
-            _ => return key("public_base_url", "production needs the CDN's https:// base URL"),
-        }
+    // Mini-programs load images over HTTPS only.
+    if mode == Mode::Production && storage.public_base_url.as_ref().is_some_and(|url| !url.starts_with("https://")) {
+        return key("public_base_url", "production needs an https:// base URL (the CDN's)");
     }
     let cdn_key = |name: &str, why: &str| Err(ConfigError(format!("invalid config key `cdn.{name}`: {why}")));
     if cdn.provider != CdnProvider::None {

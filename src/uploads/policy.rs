@@ -478,7 +478,10 @@ mod tests {
         assert!(matches!(verify_post("wxshop", &other, 10, now, &creds), Err(Refusal::AccessDenied(_))));
         let mut other = fields.clone();
         let sig = other["x-amz-signature"].clone();
-        let flipped = if sig.starts_with('0') { format!("1{}", &sig[1..]) } else { format!("0{}", &sig[1..]) };
+        let flipped = match sig.strip_prefix('0') {
+            Some(rest) => format!("1{rest}"),
+            None => format!("0{}", &sig[1..]),
+        };
         other.insert("x-amz-signature".into(), flipped);
         assert!(matches!(verify_post("wxshop", &other, 10, now, &creds), Err(Refusal::AccessDenied(_))));
         let wrong = Credentials { secret: "other", ..creds };
