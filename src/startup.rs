@@ -85,6 +85,8 @@ impl Application {
         metrics::counter!("pay_refund_abnormal_total").increment(0);
         metrics::counter!("pay_refund_after_cancel_total").increment(0);
         metrics::counter!("events_dead_total").increment(0);
+        metrics::counter!("cdn_purge_parked_total").increment(0);
+        metrics::gauge!("cdn_purge_oldest_age_seconds").set(0.0);
         for outcome in ["unknown_serial", "undecryptable"] {
             metrics::counter!("pay_notifications_total", "outcome" => outcome).increment(0);
         }
