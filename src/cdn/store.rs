@@ -171,18 +171,23 @@ pub async fn due_tasks(pool: &AnyPool, now: i64, limit: i64) -> Result<Vec<Strin
     .collect()
 }
 
-/// The task's rows: `done`, back to `pending` (the provider failed them), or looked at again at `next_at`.
+/// The task's rows: `done`, back to `pending` (the provider failed them; `failed` once they were sent
+/// `max_attempts` times), or looked at again at `next_at`.
 pub async fn settle_task(
     pool: &AnyPool,
     task_id: &str,
     status: &str,
     next_at: i64,
     now: i64,
+    max_attempts: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE cdn_purge SET status = ?, next_at = ?, done_at = CASE WHEN ? = 'done' THEN ? ELSE done_at END \
+        "UPDATE cdn_purge SET status = CASE WHEN ? = 'pending' AND attempts >= ? THEN 'failed' ELSE ? END, \
+         next_at = ?, done_at = CASE WHEN ? = 'done' THEN ? ELSE done_at END \
          WHERE task_id = ? AND status = 'submitted'",
     )
+    .bind(status.to_owned())
+    .bind(max_attempts)
     .bind(status.to_owned())
     .bind(next_at)
     .bind(status.to_owned())

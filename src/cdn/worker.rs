@@ -113,22 +113,23 @@ pub async fn pass(state: &AppState) -> Result<PassReport, AppError> {
 
 async fn follow_tasks(state: &AppState, client: &CdnClient) -> Result<usize, AppError> {
     let pool = &state.db.pool;
+    let max = state.config.cdn.max_attempts as i64;
     let mut done = 0;
     for task_id in store::due_tasks(pool, now_ms(), 20).await? {
         let now = now_ms();
         match client.task(&task_id).await {
             Ok(TaskState::Done) => {
-                store::settle_task(pool, &task_id, "done", now, now).await?;
+                store::settle_task(pool, &task_id, "done", now, now, max).await?;
                 done += 1;
             }
-            Ok(TaskState::Running) => store::settle_task(pool, &task_id, "submitted", now + 5_000, now).await?,
+            Ok(TaskState::Running) => store::settle_task(pool, &task_id, "submitted", now + 5_000, now, max).await?,
             Ok(TaskState::Failed) => {
                 tracing::warn!(%task_id, "the CDN failed a purge task; queueing its URLs again");
-                store::settle_task(pool, &task_id, "pending", now, now).await?;
+                store::settle_task(pool, &task_id, "pending", now, now, max).await?;
             }
             Err(error) => {
                 tracing::warn!(%task_id, error = %error.message, "cannot read a CDN purge task; looking again later");
-                store::settle_task(pool, &task_id, "submitted", now + 10_000, now).await?;
+                store::settle_task(pool, &task_id, "submitted", now + 10_000, now, max).await?;
             }
         }
     }
