@@ -89,7 +89,8 @@ async fn state_changes_record_their_events_and_each_consumer_applies_each_once()
 
         // A redelivery is a no-op for every consumer.
         let paid: wxshop::events::CloudEvent = serde_json::from_value(event).unwrap();
-        for consumer in wxshop::events::consumers::Consumer::ALL {
+        let readers = wxshop::events::consumers::Consumer::ALL.into_iter().filter(|c| c.wants(paid.kind()));
+        for consumer in readers {
             assert!(!bus::deliver(&app.state, consumer, &paid, None).await.unwrap(), "{consumer:?}");
         }
         let (_, again) = app.get_auth("/admin/api/v1/stats/sales", &admin).await;
