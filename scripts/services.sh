@@ -122,3 +122,13 @@ if [ ! -x "$S3S/bin/s3s-fs" ]; then
     log "installing s3s-fs 0.14.1 (cargo install) into $S3S"
     cargo install -q s3s-fs --version 0.14.1 --features binary --locked --root "$S3S"
 fi
+
+# --- Unleash's client specification (feature-flag conformance vectors) ---------------------------------------
+# The npm package's JSON test vectors, unpacked once under ~/.cache/wxshop; read by tests/api/flags.rs.
+SPEC="$TOOLS/unleash-client-specification-6.1.0"
+if [ ! -f "$SPEC/package/specifications/index.json" ]; then
+    log "fetching @unleash/client-specification 6.1.0 (npm) into $SPEC"
+    if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+    rm -rf "$SPEC" && mkdir -p "$SPEC"
+    (cd "$SPEC" && npm pack -q @unleash/client-specification@6.1.0 >/dev/null && tar xzf unleash-client-specification-6.1.0.tgz)
+fi

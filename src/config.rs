@@ -62,6 +62,8 @@ pub struct Config {
     pub storage: crate::uploads::config::StorageConfig,
     /// The CDN purger (`cdn.*`, env `WXSHOP_CDN__…`).
     pub cdn: crate::uploads::config::CdnConfig,
+    /// Feature flags (`flags.*`).
+    pub flags: FlagsConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     /// Base URL of an OpenTelemetry OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318` (`WXSHOP_OTEL_ENDPOINT`);
@@ -177,6 +179,18 @@ pub struct WechatConfig {
     pub subscribe_template_paid: Option<String>,
     /// Subscribe-message template sent when an order ships.
     pub subscribe_template_shipped: Option<String>,
+}
+
+/// Feature flags: how fast changes spread, when a snapshot counts as stale, where it is saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsConfig {
+    /// Every instance reads the one-row global version this often (and reloads when it moved).
+    pub poll_ms: u64,
+    /// Evaluations say `STALE` when the store has not been read for this long (values stay the last known).
+    pub stale_after_ms: u64,
+    /// Where each snapshot is saved for a start without the database. Unset: `<data_dir>/flags-snapshot.json`.
+    pub bootstrap_file: Option<PathBuf>,
 }
 
 /// Client data reporting (数据上报).
@@ -359,6 +373,7 @@ impl Default for Config {
             pay: crate::payments::config::PayConfig::default(),
             storage: crate::uploads::config::StorageConfig::default(),
             cdn: crate::uploads::config::CdnConfig::default(),
+            flags: FlagsConfig { poll_ms: 250, stale_after_ms: 10_000, bootstrap_file: None },
             rate_limit: RateLimitConfig {
                 window_ms: 1_000,
                 purchase_per_user: 5,

@@ -18,6 +18,7 @@ pub mod demo_data;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod flags;
 pub mod flash_sale;
 pub mod http;
 pub mod jobs;

@@ -104,6 +104,18 @@ impl Application {
                 Duration::from_millis(config.orders.local_cache_ttl_ms),
                 config.orders.local_cache_mib * 1024 * 1024,
             ),
+            order_lists: Layered::new(
+                "order_list",
+                redis.clone(),
+                Duration::from_millis(config.orders.local_cache_ttl_ms),
+                config.orders.local_cache_mib * 1024 * 1024 / 4,
+            ),
+            flags: crate::flags::Flags::new(
+                config.flags.stale_after_ms,
+                Some(
+                    config.flags.bootstrap_file.clone().unwrap_or_else(|| config.data_dir.join("flags-snapshot.json")),
+                ),
+            ),
             counters: Counters::new(redis.clone()),
             redis,
             tokens: TokenKeys::new(&config.auth),
@@ -125,6 +137,7 @@ impl Application {
             heartbeats: crate::ops::Heartbeats::default(),
             openapi_json,
         }));
+        crate::flags::sync::load_at_start(&state).await;
         let mut router = api.merge(http::docs_ui());
         router = simulator::mount(router, wechat_simulator, pay_simulator, cdn_simulator);
         let mut router = http::with_middleware(router.with_state(state.clone()), &config, &state.db);
@@ -192,6 +205,7 @@ impl Application {
         } else {
             Vec::new()
         };
+        let flags_sync = tokio::spawn(crate::flags::sync::run(state.clone(), workers_stop.clone()));
         let uploads_sweep = tokio::spawn(crate::db::guard::scope(
             state.db.write_guard(),
             crate::uploads::worker::run(state.clone(), workers_stop.clone()),
@@ -249,7 +263,7 @@ impl Application {
         for consumer in kafka_consumers {
             let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
         }
-        for (name, worker) in [("upload sweep", uploads_sweep), ("CDN purger", cdn_purger)] {
+        for (name, worker) in [("upload sweep", uploads_sweep), ("CDN purger", cdn_purger), ("flag sync", flags_sync)] {
             if tokio::time::timeout(Duration::from_secs(15), worker).await.is_err() {
                 tracing::warn!("the {name} did not stop in time");
             }

@@ -28,6 +28,10 @@ pub struct App {
     pub cache: Cache,
     /// Order responses: in process, then Redis in scale-out, invalidated on every instance.
     pub order_cache: Arc<Layered>,
+    /// First pages of users' order lists (`orders.list_v2`), invalidated on every change to their orders.
+    pub order_lists: Arc<Layered>,
+    /// Feature flags: the in-memory snapshot every evaluation reads.
+    pub flags: crate::flags::Flags,
     /// Login-failure counters (and later rate limits): in process, or Redis when configured.
     pub counters: Counters,
     /// Access-token keys.

@@ -279,7 +279,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
     }
     match &outcome {
         Outcome::Created(order_id) => {
-            app.order_cache.invalidate(&order_id.to_string()).await;
+            crate::orders::changed(app, *order_id).await;
             metrics::counter!("orders_created_total").increment(1);
             metrics::counter!("flash_sale_orders_total", "outcome" => "created").increment(1);
         }

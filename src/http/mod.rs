@@ -86,6 +86,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::reporting::admin_routes::router())
         .merge(crate::uploads::routes::router())
         .merge(crate::uploads::admin_routes::router())
+        .merge(crate::flags::routes::router())
+        .merge(crate::flags::ofrep::router())
 }
 
 /// Paths served outside the OpenAPI document: the docs UI itself.

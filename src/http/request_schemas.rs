@@ -40,6 +40,32 @@ fn url() -> Value {
     json!({"type": "string", "maxLength": 512, "pattern": URL_PATTERN})
 }
 
+/// A flag's settable fields (`flags::service::check` holds the same limits).
+fn flag_fields() -> serde_json::Map<String, Value> {
+    let reason = json!({"anyOf": [{"type": "string", "maxLength": 255}, {"type": "null"}]});
+    json!({
+        "description": {"type": "string", "maxLength": 500}, "enabled": {"type": "boolean"},
+        "rollout_percent": int(0, 100), "stickiness": {"type": "string", "minLength": 1, "maxLength": 64},
+        "group_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "rules": {"type": "array", "maxItems": 50, "items": {"$ref": "#/components/schemas/Rule"}},
+        "variants": {"type": "array", "maxItems": 20, "items": {"$ref": "#/components/schemas/Variant"}},
+        "client_visible": {"type": "boolean"}, "reason": reason,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
+fn flag() -> Value {
+    let mut fields = flag_fields();
+    fields.insert("key".into(), json!({"type": "string", "pattern": "^[a-z0-9._-]{1,64}$"}));
+    Value::Object(fields)
+}
+
+fn flag_change() -> Value {
+    Value::Object(flag_fields())
+}
+
 /// An upload's id: 32 lowercase hex digits.
 fn upload_id() -> Value {
     json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
@@ -82,6 +108,48 @@ fn request_schemas() -> Vec<(&'static str, Value, &'static [&'static str])> {
         ("NewAddress", address(true), &["recipient", "phone", "province", "city", "detail"]),
         ("AddressInput", address(false), &[]),
         ("UpdateProfile", json!({"nickname": text(32), "avatar_upload_id": upload_id()}), &[]),
+        ("CreateFlag", flag(), &["key"]),
+        ("UpdateFlag", flag_change(), &[]),
+        (
+            "Rule",
+            json!({
+                "id": {"type": "string", "minLength": 1, "maxLength": 64},
+                "constraints": {"type": "array", "maxItems": 20, "items": {"$ref": "#/components/schemas/Constraint"}},
+                "serve": {"type": "boolean"}, "rollout_percent": {"anyOf": [int(0, 100), {"type": "null"}]},
+            }),
+            &["id"],
+        ),
+        (
+            "Constraint",
+            json!({
+                "attribute": {"type": "string", "minLength": 1, "maxLength": 64},
+                "operator": {"$ref": "#/components/schemas/Operator"},
+                "values": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "maxLength": 256}},
+                "inverted": {"type": "boolean"}, "case_insensitive": {"type": "boolean"},
+            }),
+            &["attribute", "operator", "values"],
+        ),
+        (
+            "Variant",
+            json!({
+                "name": {"type": "string", "minLength": 1, "maxLength": 64}, "weight": int(1, 100_000), "value": {},
+            }),
+            &["name", "weight"],
+        ),
+        ("KillFlag", json!({"reason": {"anyOf": [{"type": "string", "maxLength": 255}, {"type": "null"}]}}), &[]),
+        (
+            "RevertFlag",
+            json!({"version": id(), "reason": {"anyOf": [{"type": "string", "maxLength": 255}, {"type": "null"}]}}),
+            &["version"],
+        ),
+        (
+            "OfrepRequest",
+            json!({"context": {"anyOf": [{
+            "type": "object", "maxProperties": 20, "propertyNames": {"maxLength": 64},
+            "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "number"}, {"type": "boolean"}]},
+        }, {"type": "null"}]}}),
+            &[],
+        ),
         (
             "CreateUpload",
             json!({

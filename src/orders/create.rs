@@ -276,7 +276,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     }
     tx.commit().bounded().await?;
     // A "no such order" may be cached for this id (someone probed it): drop it.
-    app.order_cache.invalidate(&id.to_string()).await;
+    crate::orders::changed(app, id).await;
     metrics::counter!("orders_created_total").increment(1);
     Ok(Bytes::from(body))
 }

@@ -148,7 +148,7 @@ pub async fn cancelled(app: &App, id: i64, actor: &Actor, released: Option<Purch
         }
         app.sold_out.clear(crate::soldout::Kind::FlashSale, purchase.sale_id);
     }
-    app.order_cache.invalidate(&id.to_string()).await;
+    crate::orders::changed(app, id).await;
     let by = if matches!(actor, Actor::Timeout) { "timeout" } else { "request" };
     metrics::counter!("orders_cancelled_total", "by" => by).increment(1);
 }
@@ -173,7 +173,7 @@ pub async fn ship(app: &App, id: i64, admin_id: i64, carrier: &str, tracking_no:
         Ok(())
     })
     .await?;
-    app.order_cache.invalidate(&id.to_string()).await;
+    crate::orders::changed(app, id).await;
     Ok(())
 }
 
@@ -188,7 +188,7 @@ pub async fn confirm_receipt(app: &App, user_id: i64, id: i64) -> Result<(), App
         Ok(())
     })
     .await?;
-    app.order_cache.invalidate(&id.to_string()).await;
+    crate::orders::changed(app, id).await;
     Ok(())
 }
 
@@ -206,7 +206,7 @@ pub async fn auto_complete(app: &App) -> Result<usize, AppError> {
             Ok(()) => {
                 store::set_completed_at(&mut tx, id, now_ms()).await?;
                 tx.commit().bounded().await?;
-                app.order_cache.invalidate(&id.to_string()).await;
+                crate::orders::changed(app, id).await;
                 done += 1;
             }
             // Confirmed or refunded meanwhile (here or on another instance).
@@ -227,6 +227,6 @@ pub async fn advance(app: &App, id: i64, to: OrderStatus, actor: Actor) -> Resul
         Ok(())
     })
     .await?;
-    app.order_cache.invalidate(&id.to_string()).await;
+    crate::orders::changed(app, id).await;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod admin_routes;
 pub mod create;
 pub mod key_store;
 pub mod lifecycle;
+pub mod list_v2;
 pub mod model;
 pub mod query;
 pub mod routes;
@@ -75,6 +76,17 @@ impl OrderStatus {
                 | (Refunding, Paid)
                 | (Refunding, Shipped)
         )
+    }
+}
+
+/// An order changed: its cached response and its owner's cached first page of orders are dropped on every
+/// instance. The owner is looked up by primary key; should that fail, the list expires within a minute anyway.
+pub async fn changed(app: &crate::state::App, order_id: i64) {
+    app.order_cache.invalidate(&order_id.to_string()).await;
+    match store::owner_of(&app.db.pool, order_id).await {
+        Ok(Some(user_id)) => app.order_lists.invalidate(&user_id.to_string()).await,
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list"),
     }
 }
 

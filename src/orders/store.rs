@@ -376,6 +376,16 @@ pub struct OrderFilter<'a> {
     pub limit: u32,
 }
 
+/// Who placed the order.
+pub async fn owner_of(pool: &AnyPool, order_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT user_id FROM shop_order WHERE id = ?")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .bounded()
+        .await?;
+    row.map(|r| r.try_get("user_id")).transpose()
+}
+
 pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<OrderRow>, sqlx::Error> {
     let mut sql = QueryBuilder::<Any>::new(format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE 1 = 1"));
     if let Some(user_id) = f.user_id {

@@ -174,7 +174,7 @@ pub async fn approve(
     .bounded()
     .await?;
     tx.commit().bounded().await?;
-    app.order_cache.invalidate(&order.id.to_string()).await;
+    crate::orders::changed(app, order.id).await;
     send(app, refund_id).await;
     let mut conn = app.db.pool.acquire().await?;
     Ok(find(&mut conn, refund_id).await?.ok_or(AppError::not_found("refund"))?.view())
@@ -249,7 +249,7 @@ async fn close(app: &App, refund_id: i64, note: &str) -> Result<(), AppError> {
         restore_order(&mut tx, &refund).await?;
     }
     tx.commit().bounded().await?;
-    app.order_cache.invalidate(&refund.order_id.to_string()).await;
+    crate::orders::changed(app, refund.order_id).await;
     Ok(())
 }
 
@@ -357,7 +357,7 @@ pub async fn apply_refund(
     };
     tx.commit().bounded().await?;
     app.events_wake.notify_one();
-    app.order_cache.invalidate(&refund.order_id.to_string()).await;
+    crate::orders::changed(app, refund.order_id).await;
     Ok(changed)
 }
 

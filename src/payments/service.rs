@@ -316,7 +316,7 @@ async fn apply_once(
         }
         _ => {}
     }
-    app.order_cache.invalidate(&order.id.to_string()).await;
+    crate::orders::changed(app, order.id).await;
     if let Some(refund_id) = refund_after_cancel {
         refunds::send(app, refund_id).await;
     }

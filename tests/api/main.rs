@@ -13,6 +13,7 @@ mod events;
 mod events_exactly_once;
 #[cfg(feature = "kafka")]
 mod events_kafka;
+mod flags;
 mod flash_sales;
 mod health;
 mod identifiers;
