@@ -87,6 +87,7 @@ impl Application {
         metrics::counter!("events_dead_total").increment(0);
         metrics::counter!("cdn_purge_parked_total").increment(0);
         metrics::gauge!("cdn_purge_oldest_age_seconds").set(0.0);
+        metrics::gauge!("flag_snapshot_age_seconds").set(0.0);
         for outcome in ["unknown_serial", "undecryptable"] {
             metrics::counter!("pay_notifications_total", "outcome" => outcome).increment(0);
         }

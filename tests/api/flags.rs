@@ -643,3 +643,94 @@ async fn both_order_list_implementations_pass_the_same_tests_and_the_rollout_sel
         }
     }
 }
+
+// ---- when the store is gone -------------------------------------------------------------------------------------
+
+async fn anonymous_flags(app: &TestApp) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .json(&json!({"context": {"targetingKey": "device-7"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The database goes away: the last snapshot keeps serving (no errors), says `STALE` after the threshold, and an
+/// instance started meanwhile serves the flags it finds in the bootstrap file; once the database is back, fresh.
+#[tokio::test]
+async fn a_lost_database_keeps_the_last_flags_marked_stale_and_a_restart_uses_the_bootstrap_file() {
+    if crate::helpers::scale_out_backend().is_none() {
+        return;
+    }
+    let mut db = crate::servers::OwnMariaDb::start().await;
+    let url = db.url();
+    let app = spawn_app_with(&Backend::Embedded, |c| {
+        c.database_url = Some(wxshop::config::DsnUrl::new(url));
+        c.flags.stale_after_ms = 1_000;
+        c.db.breaker_window_ms = 500;
+        c.db.acquire_timeout_ms = 1_000;
+    })
+    .await;
+    let admin = app.admin_token("admin").await;
+    let flag = json!({"key": "resilient", "enabled": true, "rollout_percent": 100, "client_visible": true});
+    let (status, _) = app.post("/admin/api/v1/flags", &flag, Some(&admin)).await;
+    assert_eq!(status, 201);
+    let (status, fresh) = anonymous_flags(&app).await;
+    assert_eq!(
+        (status, fresh["flags"][0]["value"].clone(), fresh["flags"][0]["reason"].clone()),
+        (200, json!(true), json!("DEFAULT"))
+    );
+
+    db.stop().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..20 {
+        let (status, body) = anonymous_flags(&app).await;
+        assert_eq!(status, 200, "flags never fail because the store is gone: {body}");
+        assert_eq!(
+            (body["flags"][0]["value"].clone(), body["flags"][0]["reason"].clone()),
+            (json!(true), json!("STALE"))
+        );
+    }
+
+    // A new instance starts while the database is down: the bootstrap file (same data dir) has the flags.
+    let restarted = app.spawn_peer_with(|c| c.db.migrate_on_start = false).await;
+    let (status, body) = anonymous_flags(&restarted).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["flags"][0]["key"].clone(), body["flags"][0]["value"].clone()), (json!("resilient"), json!(true)));
+    assert_eq!(body["flags"][0]["reason"], "STALE");
+
+    db.restart().await;
+    let recovered = crate::helpers::eventually(Duration::from_secs(10), || async {
+        anonymous_flags(&restarted).await.1["flags"][0]["reason"] == "DEFAULT"
+    })
+    .await;
+    assert!(recovered, "fresh again once the database is back");
+}
+
+/// Redis goes away in scale-out: nothing fails, and changes still reach the other instance (the version poll).
+#[tokio::test]
+async fn without_redis_changes_still_spread_and_nothing_fails() {
+    let Some(Backend::ScaleOut { server_url, .. }) = crate::helpers::scale_out_backend() else { return };
+    let mut redis = crate::servers::OwnRedis::start().await;
+    let backend = Backend::ScaleOut { server_url, redis_url: Some(redis.url()) };
+    let app = spawn_app(&backend).await;
+    let peer = app.spawn_peer().await;
+    let admin = app.admin_token("admin").await;
+    let (status, _) = app
+        .post("/admin/api/v1/flags", &json!({"key": "no.redis", "enabled": true, "client_visible": true}), Some(&admin))
+        .await;
+    assert_eq!(status, 201);
+    redis.stop().await;
+    let (status, flag) = patch_flag(&app, &admin, "no.redis", Some(1), json!({"rollout_percent": 100})).await;
+    assert_eq!(status, 200, "{flag}");
+    let started = Instant::now();
+    while peer.state.flags.snapshot().flags.get("no.redis").is_none_or(|f| f.version != 2) {
+        assert!(started.elapsed() < Duration::from_secs(1), "the change did not reach the peer within a second");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = anonymous_flags(&peer).await;
+    assert_eq!((status, body["flags"][0]["value"].clone()), (200, json!(true)), "{body}");
+}
