@@ -197,7 +197,8 @@ async fn commit_and_announce(
 
 pub async fn create(app: &App, admin_id: i64, input: CreateFlag) -> Result<Flag, AppError> {
     let flag = Flag {
-        group_id: input.group_id,
+        // Unset: the key, shown as such (two flags with one group id bucket users alike).
+        group_id: Some(input.group_id.unwrap_or_else(|| input.key.clone())),
         key: input.key,
         description: input.description,
         enabled: input.enabled,

@@ -338,7 +338,7 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
         assert_eq!(status, 403, "operators do not create flags");
         let (status, created) = app.post("/admin/api/v1/flags", &flag, Some(&admin)).await;
         assert_eq!(status, 201, "{created}");
-        assert_eq!((created["version"].as_i64(), created["group_id"].clone()), (Some(1), Value::Null));
+        assert_eq!((created["version"].as_i64(), created["group_id"].as_str()), (Some(1), Some("checkout.new_flow")));
         let (status, again) = app.post("/admin/api/v1/flags", &flag, Some(&admin)).await;
         assert_eq!((status, again["code"].as_str()), (409, Some("flag_exists")));
         let (status, bad) =
