@@ -671,6 +671,8 @@ const SECRET_KEYS: &[(Option<&str>, &str)] = &[
     (Some("wechat"), "app_secret"),
     (Some("pay"), "api_v3_key"),
     (Some("pay"), "previous_api_v3_key"),
+    (Some("storage"), "secret_access_key"),
+    (Some("cdn"), "secret_key"),
 ];
 
 fn db_kind(url: &str) -> Result<DbKind, String> {
@@ -776,6 +778,16 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         assert!(printed.contains("mysql://shop:***@db.internal:3306/shop"));
+    }
+
+    #[test]
+    fn storage_and_cdn_secrets_are_redacted() {
+        let mut cfg = Config::default();
+        cfg.storage.secret_access_key = Some(Secret::new("storage-secret-value"));
+        cfg.cdn.secret_key = Some(Secret::new("cdn-secret-value"));
+        let printed = cfg.to_redacted_toml();
+        assert!(!printed.contains("storage-secret-value") && !printed.contains("cdn-secret-value"), "{printed}");
+        assert!(printed.contains("secret_access_key = \"[redacted]\""));
     }
 
     #[test]
