@@ -1,6 +1,6 @@
 //! Upload-complete latency against a running `wxshop serve` (release build). Run by `bench/uploads.sh`.
 //!
-//!   upload_bench BASE [N]
+//!   upload_bench BASE [N] [POST|PUT]
 //!
 //! A user uploads N distinct ~2 MB JPEGs as `wx.uploadFile` does (credential, then a multipart POST of the fields
 //! and the file straight to the bucket, wherever `storage.*` points), then completes them one at a time: each
@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let base = args.next().ok_or_else(|| anyhow::anyhow!("usage: upload_bench BASE [N]"))?;
     let n: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(30);
+    let method = args.next().unwrap_or_else(|| "POST".into());
     let client = reqwest::Client::builder().no_proxy().build()?;
     let login: Value = client
         .post(format!("{base}/api/v1/auth/wechat/login"))
@@ -67,23 +68,24 @@ async fn main() -> anyhow::Result<()> {
     for seed in 0..n {
         let bytes = jpeg(seed + wxshop::db::now_ms() as u64, 2_000_000);
         size = bytes.len();
-        let ticket: Value = client
-            .post(format!("{base}/api/v1/uploads"))
-            .bearer_auth(&token)
-            .json(&json!({"purpose": "review_photo", "content_type": "image/jpeg", "size": bytes.len()}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let fields: BTreeMap<String, String> = serde_json::from_value(ticket["fields"].clone())
-            .map_err(|e| anyhow::anyhow!("no upload fields ({e}): {ticket}"))?;
-        let mut form = reqwest::multipart::Form::new();
-        for (name, value) in fields {
-            form = form.text(name, value);
-        }
-        let file = reqwest::multipart::Part::bytes(bytes).file_name("photo.jpg").mime_str("image/jpeg")?;
-        let sent = client.post(ticket["url"].as_str().unwrap()).multipart(form.part("file", file)).send().await?;
-        anyhow::ensure!(sent.status().is_success(), "upload to storage: {}", sent.status());
+        let body =
+            json!({"purpose": "review_photo", "content_type": "image/jpeg", "size": bytes.len(), "method": method});
+        let ticket: Value =
+            client.post(format!("{base}/api/v1/uploads")).bearer_auth(&token).json(&body).send().await?.json().await?;
+        let url = ticket["url"].as_str().ok_or_else(|| anyhow::anyhow!("no upload url: {ticket}"))?;
+        let sent = if method == "PUT" {
+            client.put(url).header("content-type", "image/jpeg").body(bytes).send().await?
+        } else {
+            let fields: BTreeMap<String, String> = serde_json::from_value(ticket["fields"].clone())?;
+            let mut form = reqwest::multipart::Form::new();
+            for (name, value) in fields {
+                form = form.text(name, value);
+            }
+            let file = reqwest::multipart::Part::bytes(bytes).file_name("photo.jpg").mime_str("image/jpeg")?;
+            client.post(url).multipart(form.part("file", file)).send().await?
+        };
+        let status = sent.status();
+        anyhow::ensure!(status.is_success(), "upload to storage: {status}: {}", sent.text().await.unwrap_or_default());
         ids.push(ticket["id"].as_str().unwrap().to_owned());
     }
     let mut latencies = Vec::new();

@@ -75,9 +75,6 @@ pub enum AppError {
     /// 503 with a code naming what is unavailable.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
-    /// 428 `precondition_required`: a conditional write (`If-Match`) sent without its condition.
-    #[error("this change needs an If-Match header with the version it is based on")]
-    PreconditionRequired,
     /// 501: this build or start-up cannot do it (e.g. heap profiling without jemalloc).
     #[error("{message}")]
     NotImplemented { code: &'static str, message: String },
@@ -140,7 +137,6 @@ impl AppError {
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,7 +151,6 @@ impl AppError {
             AppError::Validation(_) => "validation_failed".into(),
             AppError::UnsupportedMediaType => "unsupported_media_type".into(),
             AppError::PayloadTooLarge => "payload_too_large".into(),
-            AppError::PreconditionRequired => "precondition_required".into(),
             AppError::Conflict { code, .. }
             | AppError::BadRequest { code, .. }
             | AppError::Unprocessable { code, .. }

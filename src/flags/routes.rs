@@ -80,8 +80,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     text.parse().map(Some).map_err(|_| AppError::invalid_parameter("If-Match must be the flag's version"))
 }
 
-/// Changes a flag. `If-Match: <version>` is required: a write based on an older version is a 409. Operators may
-/// change `enabled` and `rollout_percent` only; everything else needs an admin.
+/// Changes a flag. With `If-Match: <version>` (what every editor should send) a write based on an older version is
+/// a 409 instead of overwriting a change it has not seen. Operators may change `enabled` and `rollout_percent`
+/// only; everything else needs an admin.
 #[utoipa::path(patch, path = "/admin/api/v1/flags/{key}", tag = "admin-flags", security(("bearer" = [])),
     params(("key" = String, Path), ("If-Match" = String, Header, pattern = r#"^"?[0-9]{1,18}"?$"#,
         description = "The version the change is based on")),
@@ -94,7 +95,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
         (status = 404, body = ErrorBody, description = "`flag_not_found`"),
         (status = 409, body = ErrorBody, description = "`version_conflict`"),
         (status = 422, body = ErrorBody, description = "`validation_failed`"),
-        (status = 428, body = ErrorBody, description = "`precondition_required`: no If-Match"),
     ))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn update_flag(
@@ -109,10 +109,8 @@ pub async fn update_flag(
     } else {
         admin.require(Role::Admin)?;
     }
-    let Some(expected) = if_match(&headers)? else {
-        return Err(AppError::PreconditionRequired);
-    };
-    Ok(Json(service::update(&state, admin.id, &key, Some(expected), body).await?))
+    let expected = if_match(&headers)?;
+    Ok(Json(service::update(&state, admin.id, &key, expected, body).await?))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -358,12 +358,13 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
         let (status, conflict) =
             patch_flag(&app, &operator, "checkout.new_flow", Some(1), json!({"rollout_percent": 50})).await;
         assert_eq!((status, conflict["code"].as_str()), (409, Some("version_conflict")));
-        let (status, missing) =
-            patch_flag(&app, &operator, "checkout.new_flow", None, json!({"rollout_percent": 50})).await;
-        assert_eq!((status, missing["code"].as_str()), (428, Some("precondition_required")));
-        let (status, _) = patch_flag(&app, &operator, "checkout.new_flow", Some(2), json!({"description": "x"})).await;
+        // Without If-Match the change applies to whatever is there (the last writer wins).
+        let (status, blind) =
+            patch_flag(&app, &operator, "checkout.new_flow", None, json!({"rollout_percent": 30})).await;
+        assert_eq!((status, blind["version"].as_i64()), (200, Some(3)), "{blind}");
+        let (status, _) = patch_flag(&app, &operator, "checkout.new_flow", Some(3), json!({"description": "x"})).await;
         assert_eq!(status, 403, "operators change only enabled and rollout_percent");
-        let (status, _) = patch_flag(&app, &viewer, "checkout.new_flow", Some(2), json!({"rollout_percent": 40})).await;
+        let (status, _) = patch_flag(&app, &viewer, "checkout.new_flow", Some(3), json!({"rollout_percent": 40})).await;
         assert_eq!(status, 403);
 
         // 30%: some users in, some out, each the same every time; the bucket decides.
@@ -388,8 +389,8 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
             {"id": "deny-3", "constraints": [{"attribute": "user_id", "operator": "in", "values": ["3"]}], "serve": false},
             {"id": "staff", "constraints": [{"attribute": "user_id", "operator": "in", "values": ["1", "2", "3"]}]},
         ]});
-        let (status, v3) = patch_flag(&app, &admin, "checkout.new_flow", Some(2), rules).await;
-        assert_eq!((status, v3["version"].as_i64()), (200, Some(3)), "{v3}");
+        let (status, v4) = patch_flag(&app, &admin, "checkout.new_flow", Some(3), rules).await;
+        assert_eq!((status, v4["version"].as_i64()), (200, Some(4)), "{v4}");
         let one = explain(&app, &viewer, "checkout.new_flow", "1").await;
         assert_eq!(
             (one["value"].as_bool(), one["reason"].as_str(), one["rule_id"].as_str()),
@@ -402,7 +403,7 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
         let (status, killed) = app
             .post("/admin/api/v1/flags/checkout.new_flow/kill", &json!({"reason": "errors up"}), Some(&operator))
             .await;
-        assert_eq!((status, killed["enabled"].as_bool(), killed["version"].as_i64()), (200, Some(false), Some(4)));
+        assert_eq!((status, killed["enabled"].as_bool(), killed["version"].as_i64()), (200, Some(false), Some(5)));
         let one = explain(&app, &viewer, "checkout.new_flow", "1").await;
         assert_eq!((one["value"].as_bool(), one["reason"].as_str()), (Some(false), Some("DISABLED")));
 
@@ -412,12 +413,12 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
         let items = history["items"].as_array().unwrap();
         assert_eq!(
             items.iter().map(|i| i["action"].as_str().unwrap()).collect::<Vec<_>>(),
-            ["kill", "update", "update", "create"]
+            ["kill", "update", "update", "update", "create"]
         );
         assert_eq!(items[0]["reason"], "errors up");
         assert!(items[0]["actor"].as_str().unwrap().starts_with("admin:"));
-        assert_eq!(items[2]["before"]["rollout_percent"], 0);
-        assert_eq!(items[2]["after"]["rollout_percent"], 30);
+        assert_eq!(items[3]["before"]["rollout_percent"], 0);
+        assert_eq!(items[3]["after"]["rollout_percent"], 30);
         let (status, reverted) = app
             .post(
                 "/admin/api/v1/flags/checkout.new_flow/revert",
@@ -426,9 +427,9 @@ async fn flags_are_versioned_audited_reverted_and_killed() {
             )
             .await;
         assert_eq!(status, 200, "{reverted}");
-        let mut expected = items[2]["after"].clone();
-        expected["version"] = json!(5);
-        assert_eq!(reverted, expected, "exactly version 2, as version 5");
+        let mut expected = items[3]["after"].clone();
+        expected["version"] = json!(6);
+        assert_eq!(reverted, expected, "exactly version 2, as version 6");
         let (_, stored) = app.get_auth("/admin/api/v1/flags/checkout.new_flow", &viewer).await;
         assert_eq!(stored, expected);
         let (status, _) =
