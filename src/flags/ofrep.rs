@@ -57,6 +57,7 @@ const MAX_ATTRIBUTES: usize = 20;
         (status = 400, body = ErrorBody, description = "`invalid_json`, `invalid_context`"),
         (status = 401, body = ErrorBody, description = "a token was sent and is not valid"),
         (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "the token's revocation check could not reach its store, with `Retry-After` (anonymous requests never)"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn evaluate_flags(
