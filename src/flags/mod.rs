@@ -4,7 +4,7 @@
 //! instance evaluates from an immutable in-memory snapshot (`ArcSwap`), so an evaluation does no I/O. A change is in
 //! force everywhere within a second: the writer reloads at once, announces the new version on Redis (scale-out), and
 //! every instance also polls the one-row global version (`sync.rs`). When the store cannot be read the last snapshot
-//! keeps serving, marked `STALE` after `flags.stale_after_ms`; each snapshot is also written to a bootstrap file, so
+//! (or, in scale-out, Redis) keeps serving, marked `STALE` after `flags.stale_after_ms`; each snapshot is also written to a bootstrap file, so
 //! an instance starting while the database is down serves the last flags it knew.
 
 pub mod engine;
@@ -41,6 +41,9 @@ pub struct Flags {
     bootstrap: Option<PathBuf>,
     /// Evaluations counted so far (one in [`SAMPLE`] is recorded as a metric).
     counted: std::sync::atomic::AtomicU64,
+    /// Scale-out: whether the Redis subscription for change announcements is up. While it is down the snapshot
+    /// does not count as fresh (it turns `STALE` after the threshold), though the poll still installs changes.
+    announcements_up: std::sync::atomic::AtomicBool,
 }
 
 /// One evaluation in this many is recorded in `flag_evaluations_total` (weighted, so the rate stays right).
@@ -58,6 +61,7 @@ impl Flags {
             stale_after_ms: stale_after_ms as i64,
             bootstrap,
             counted: std::sync::atomic::AtomicU64::new(0),
+            announcements_up: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -115,8 +119,16 @@ impl Flags {
         self.mark_synced();
     }
 
+    /// The store was just read: fresh, unless the announcements (Redis) are down.
     pub fn mark_synced(&self) {
-        self.synced_at_ms.store(now_ms(), Ordering::Relaxed);
+        if self.announcements_up.load(Ordering::Relaxed) {
+            self.synced_at_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Records whether the Redis subscription is up (scale-out).
+    pub fn set_announcements_up(&self, up: bool) {
+        self.announcements_up.store(up, Ordering::Relaxed);
     }
 
     /// Serves the bootstrap file's flags (marked stale until the store answers). False when there is none.

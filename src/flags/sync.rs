@@ -1,6 +1,8 @@
 //! Keeping every instance's snapshot current: a poll of the one-row global version every `flags.poll_ms` (reload
 //! when it moved), and in scale-out a Redis subscription on which writers announce each new version, so a change is
-//! usually in force everywhere in milliseconds and at worst within one poll.
+//! usually in force everywhere in milliseconds and at worst within one poll. While either source is unreachable the
+//! snapshot stops counting as fresh: evaluations say `STALE` after `flags.stale_after_ms` (with Redis down the poll
+//! still brings changes in; only the announcements are missing).
 
 use std::time::Duration;
 
@@ -71,6 +73,8 @@ async fn listen(state: AppState) {
     loop {
         if let Ok(mut pubsub) = redis.pubsub().await {
             if pubsub.subscribe(&channel).await.is_ok() {
+                state.flags.set_announcements_up(true);
+                // Whatever was announced while we were not listening: the poll has it.
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     let announced: i64 = message.get_payload().unwrap_or(i64::MAX);
@@ -82,6 +86,8 @@ async fn listen(state: AppState) {
                 }
             }
         }
+        // The subscription ended or could not start: Redis is unreachable.
+        state.flags.set_announcements_up(false);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

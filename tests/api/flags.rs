@@ -711,13 +711,14 @@ async fn a_lost_database_keeps_the_last_flags_marked_stale_and_a_restart_uses_th
     assert!(recovered, "fresh again once the database is back");
 }
 
-/// Redis goes away in scale-out: nothing fails, and changes still reach the other instance (the version poll).
+/// Redis goes away in scale-out: nothing fails, changes still reach the other instance (the version poll), and
+/// evaluations say `STALE` after the threshold (the announcements are missing); fresh again once Redis is back.
 #[tokio::test]
-async fn without_redis_changes_still_spread_and_nothing_fails() {
+async fn without_redis_changes_still_spread_nothing_fails_and_evaluations_turn_stale() {
     let Some(Backend::ScaleOut { server_url, .. }) = crate::helpers::scale_out_backend() else { return };
     let mut redis = crate::servers::OwnRedis::start().await;
     let backend = Backend::ScaleOut { server_url, redis_url: Some(redis.url()) };
-    let app = spawn_app(&backend).await;
+    let app = spawn_app_with(&backend, |c| c.flags.stale_after_ms = 1_000).await;
     let peer = app.spawn_peer().await;
     let admin = app.admin_token("admin").await;
     let (status, _) = app
@@ -734,4 +735,16 @@ async fn without_redis_changes_still_spread_and_nothing_fails() {
     }
     let (status, body) = anonymous_flags(&peer).await;
     assert_eq!((status, body["flags"][0]["value"].clone()), (200, json!(true)), "{body}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (status, body) = anonymous_flags(&peer).await;
+    assert_eq!(
+        (status, body["flags"][0]["value"].clone(), body["flags"][0]["reason"].clone()),
+        (200, json!(true), json!("STALE"))
+    );
+    redis.restart().await;
+    let fresh = crate::helpers::eventually(Duration::from_secs(10), || async {
+        anonymous_flags(&peer).await.1["flags"][0]["reason"] == "DEFAULT"
+    })
+    .await;
+    assert!(fresh, "fresh again once Redis is back");
 }
