@@ -343,8 +343,9 @@ fn usable(app: &App, row: &UploadRow, purpose: Purpose) -> Result<String, AppErr
     Ok(view(app, row)?.url)
 }
 
-/// Takes an image down (admin): its object is deleted, every upload of the same content is marked removed, and a
-/// CDN purge of its URL is recorded in the outbox in the same transaction.
+/// Takes an image down (admin): its object is deleted; in one transaction every upload of the same content is
+/// marked removed, avatars showing it are cleared, product galleries lose it, and a CDN purge of its URL is recorded
+/// in the outbox.
 pub async fn take_down(app: &App, id: &str) -> Result<(), AppError> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AppError::not_found("upload"));
@@ -362,9 +363,14 @@ pub async fn take_down(app: &App, id: &str) -> Result<(), AppError> {
     let mut tx = app.db.begin_write().await?;
     let ids = store::committed_with_sha(&mut tx, sha).await?;
     store::remove_sha(&mut tx, sha).await?;
+    // Nothing keeps showing it: avatars go blank, galleries lose it.
+    let products = store::clear_references(&mut tx, &url, key, now_ms()).await?;
     let data = serde_json::json!({"object_key": key, "urls": [url], "uploads": ids});
     crate::events::record(&mut tx, crate::events::Event::new("upload", id, "upload.taken_down", data)).await?;
     tx.commit().await?;
+    for product in products {
+        app.cache.invalidate(&crate::catalog::service::product_cache_key(product)).await;
+    }
     app.events_wake.notify_one();
     metrics::counter!("uploads_total", "stage" => "taken_down", "purpose" => row.purpose.clone()).increment(1);
     Ok(())

@@ -200,3 +200,43 @@ pub async fn remove_sha(conn: &mut AnyConnection, sha: &str) -> Result<u64, sqlx
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Takes `url` out of every avatar and product gallery showing it; returns the products changed (their cached
+/// responses must go).
+pub async fn clear_references(
+    conn: &mut AnyConnection,
+    url: &str,
+    object_key: &str,
+    now: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query("UPDATE app_user SET avatar_url = '', updated_at = ? WHERE avatar_url = ?")
+        .bind(now)
+        .bind(url.to_owned())
+        .execute(&mut *conn)
+        .bounded()
+        .await?;
+    // The key is hex, '/' and '.': no LIKE wildcard in it.
+    let rows = sqlx::query("SELECT id, image_urls FROM product WHERE image_urls LIKE ?")
+        .bind(format!("%{object_key}%"))
+        .fetch_all(&mut *conn)
+        .bounded()
+        .await?;
+    let mut changed = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let images: Vec<String> = serde_json::from_str(&get_text(&row, "image_urls")?).unwrap_or_default();
+        let kept: Vec<&String> = images.iter().filter(|u| u.as_str() != url).collect();
+        if kept.len() == images.len() {
+            continue;
+        }
+        sqlx::query("UPDATE product SET image_urls = ?, updated_at = ? WHERE id = ?")
+            .bind(serde_json::to_string(&kept).expect("strings serialize"))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .bounded()
+            .await?;
+        changed.push(id);
+    }
+    Ok(changed)
+}

@@ -435,6 +435,9 @@ async fn taking_product_images_down_purges_the_cdn_in_one_batch_retried_and_with
         let (status, created) = app.post("/admin/api/v1/products", &product, Some(&operator)).await;
         assert_eq!(status, 201, "{created}");
         assert_eq!(created["image_urls"], json!([images[0]["url"], images[1]["url"]]));
+        let product_path = format!("/api/v1/products/{}", created["id"]);
+        let (_, shown) = app.get_json(&product_path).await;
+        assert_eq!(shown["image_urls"], created["image_urls"], "(and now cached)");
         let user = app.login("dave-up").await;
         let (_, avatar) =
             create(&app, &user.access_token, json!({"purpose": "avatar", "content_type": "image/jpeg", "size": 10}))
@@ -503,5 +506,29 @@ async fn taking_product_images_down_purges_the_cdn_in_one_batch_retried_and_with
             .try_get("n")
             .unwrap();
         assert_eq!(count, 5);
+
+        // Nothing keeps showing a taken-down image: the product's gallery lost both (its cached detail too) ...
+        let (_, shown) = app.get_json(&product_path).await;
+        assert_eq!(shown["image_urls"], json!([]), "{shown}");
+        // ... and an avatar taken down goes blank.
+        let bytes = jpeg("dave's avatar");
+        let (_, ticket) = create(
+            &app,
+            &user.access_token,
+            json!({"purpose": "avatar", "content_type": "image/jpeg", "size": bytes.len()}),
+        )
+        .await;
+        assert_eq!(send_form(&app.client, &ticket, bytes, "image/jpeg").await.status(), 204);
+        let (status, done) = complete(&app, &user.access_token, ticket["id"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{done}");
+        let patch = json!({"avatar_upload_id": ticket["id"]});
+        let (status, _, me) =
+            app.call(reqwest::Method::PATCH, "/api/v1/me", Some(&patch), Some(&user.access_token)).await;
+        assert_eq!((status, me["avatar_url"].clone()), (200, done["url"].clone()));
+        let path = format!("/admin/api/v1/uploads/{}", ticket["id"].as_str().unwrap());
+        let (status, _, _) = app.call(reqwest::Method::DELETE, &path, None, Some(&admin)).await;
+        assert_eq!(status, 204);
+        let (_, me) = app.get_auth("/api/v1/me", &user.access_token).await;
+        assert_eq!(me["avatar_url"], "", "{me}");
     }
 }
