@@ -62,7 +62,7 @@ impl Application {
         }
         let (wechat, wechat_simulator) = wechat_client(&config, local_addr, redis.clone())?;
         let (pay, pay_simulator) = payments(&config, local_addr, wechat.app_id())?;
-        let storage = crate::uploads::storage::Storage::from_config(&config, local_addr)?;
+        let storage = crate::uploads::storage::Storage::from_config(&config, loopback(local_addr))?;
         let own_base = format!("http://{}", loopback(local_addr));
         let cdn = crate::cdn::CdnClient::from_config(&config, &own_base)?;
         let cdn_simulator = config
@@ -284,7 +284,8 @@ impl Application {
     }
 }
 
-/// `addr`, with an unspecified IP replaced by loopback (for URLs this server gives to itself).
+/// `addr`, with an unspecified IP replaced by loopback (for URLs this server gives to itself: the simulators, the
+/// embedded bucket).
 fn loopback(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -306,11 +307,7 @@ fn wechat_client(
         let secret = config.wechat.app_secret.clone().unwrap_or_else(|| Secret::new(""));
         return Ok((WechatClient::new(&config.wechat.api_base, app_id, secret, timeout, redis)?, None));
     }
-    let host = if local_addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
-    } else {
-        local_addr
-    };
+    let host = loopback(local_addr);
     let base = format!("http://{host}{}/wechat", simulator::MOUNT_PATH);
     tracing::warn!(
         api_base = %base,
@@ -332,11 +329,7 @@ fn payments(
 ) -> anyhow::Result<(crate::payments::Payments, Option<Arc<simulator::pay::PaySimulator>>)> {
     let keys = Arc::new(config.pay.load_keys(config.mode).map_err(|e| anyhow::anyhow!("{e}"))?);
     let timeout = Duration::from_millis(config.pay.timeout_ms);
-    let host = if local_addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
-    } else {
-        local_addr
-    };
+    let host = loopback(local_addr);
     let own_notify = format!("http://{host}/api/v1/payments/wechat/notify");
     let notify_url = config.pay.notify_url.clone().unwrap_or(own_notify);
     if !config.pay.simulated(config.mode) {

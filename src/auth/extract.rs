@@ -109,6 +109,17 @@ impl AuthUser {
     pub async fn ensure_not_revoked(&self, state: &AppState) -> Result<(), AppError> {
         ensure_not_revoked(&self.claims, state, "user").await
     }
+
+    /// For routes open to anonymous callers: `None` without an `Authorization` header, the checked user with one
+    /// (a token that is sent must be valid and not revoked).
+    pub async fn optional(headers: &HeaderMap, state: &AppState) -> Result<Option<AuthUser>, AppError> {
+        if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        let user = AuthUser::verify_signature(headers, state)?;
+        user.ensure_not_revoked(state).await?;
+        Ok(Some(user))
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {

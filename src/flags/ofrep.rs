@@ -68,13 +68,7 @@ pub async fn evaluate_flags(
     if body.len() > 16 * 1024 {
         return Err(AppError::PayloadTooLarge);
     }
-    let user = if headers.contains_key(header::AUTHORIZATION) {
-        let user = AuthUser::verify_signature(&headers, &state)?;
-        user.ensure_not_revoked(&state).await?;
-        Some(user.id.to_string())
-    } else {
-        None
-    };
+    let user = AuthUser::optional(&headers, &state).await?.map(|user| user.id.to_string());
     let request: Value = if body.is_empty() { Value::Null } else { crate::http::extract::parse_json_value(&body)? };
     let invalid = |message: &str| AppError::BadRequest { code: "invalid_context", message: message.into() };
     let context = match &request {

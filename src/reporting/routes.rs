@@ -45,13 +45,7 @@ pub async fn track_batch(
     if body.len() > model::MAX_BODY_BYTES {
         return Err(AppError::PayloadTooLarge);
     }
-    let user = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        let user = AuthUser::verify_signature(&headers, &state)?;
-        user.ensure_not_revoked(&state).await?;
-        Some(user.id)
-    } else {
-        None
-    };
+    let user = AuthUser::optional(&headers, &state).await?.map(|user| user.id);
     let value: Value = crate::http::extract::parse_json_value(&body)?;
     let batch: TrackBatch =
         serde_json::from_value(value).map_err(|e| AppError::InvalidJson(format!("not a report batch: {e}")))?;

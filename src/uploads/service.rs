@@ -197,9 +197,14 @@ async fn limit(app: &App, owner: Owner) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Upload ids are 32 hex digits: anything else cannot exist (and never reaches the database).
+fn well_formed_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The upload if `owner` may see it (another's is a 404): a user's own; any admin's for an admin.
 async fn owned(app: &App, owner: Owner, id: &str) -> Result<UploadRow, AppError> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !well_formed_id(id) {
         return Err(AppError::not_found("upload"));
     }
     let row = store::get(&app.db.pool, id).await?.ok_or(AppError::not_found("upload"))?;
@@ -347,7 +352,7 @@ fn usable(app: &App, row: &UploadRow, purpose: Purpose) -> Result<String, AppErr
 /// marked removed, avatars showing it are cleared, product galleries lose it, and a CDN purge of its URL is recorded
 /// in the outbox.
 pub async fn take_down(app: &App, id: &str) -> Result<(), AppError> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !well_formed_id(id) {
         return Err(AppError::not_found("upload"));
     }
     let row = store::get(&app.db.pool, id).await?.ok_or(AppError::not_found("upload"))?;

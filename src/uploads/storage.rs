@@ -34,24 +34,20 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn from_config(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Storage> {
+    /// `own_addr`: this server's address as it reaches itself (the embedded bucket's default endpoint).
+    pub fn from_config(config: &Config, own_addr: SocketAddr) -> anyhow::Result<Storage> {
         let storage = &config.storage;
         let (store, endpoint, access_key_id, secret): (Arc<dyn ObjectStore>, String, String, String) = match storage
             .provider
         {
             Provider::Local => {
-                let host = if local_addr.ip().is_unspecified() {
-                    SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
-                } else {
-                    local_addr
-                };
                 let dir = config.data_dir.join("files").join(&storage.bucket);
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true);
                 // The embedded store's signing key: derived from the data key, never a default.
                 let data_key = config.data_key().map_err(|e| anyhow::anyhow!("auth.data_key: {e}"))?;
                 let secret = hex::encode(crate::crypto::hmac_sha256(&data_key, b"wxshop embedded storage key"));
-                let endpoint = storage.endpoint.clone().unwrap_or_else(|| format!("http://{host}{FILES_PATH}"));
+                let endpoint = storage.endpoint.clone().unwrap_or_else(|| format!("http://{own_addr}{FILES_PATH}"));
                 (Arc::new(store), endpoint, "wxshop-local".to_owned(), secret)
             }
             Provider::S3 | Provider::Cos | Provider::Oss => {
