@@ -56,7 +56,7 @@ for scenario in ("order_id", "order_list", "healthz"):
               f"| {w['errors'] if w else '-'} | {fmt(g, 'rps', ',.0f')} | {fmt(g, 'p50', '.2f')} | {fmt(g, 'p99', '.2f')} "
               f"| {fmt(h, 'rps', ',.0f')} | {ratio(w, g, 'rps')} | {ratio(w, g, 'p99')} | {ratio(w, h, 'rps')} |")
 
-flash = []
+flash = {}
 for name in sorted(os.listdir(out)):
     m = re.match(r"flash-c(\d+)\.txt$", name)
     if not m:
@@ -75,16 +75,70 @@ for name in sorted(os.listdir(out)):
             return {k: float(v) for k, v in re.findall(r'outcome="(\w+)"\} ([\d.e+]+)', t)}
         b, a = parse(before), parse(after)
         counts = {k: int(a[k] - b.get(k, 0)) for k in a}
-    flash.append((int(m.group(1)), rps, lat.get("50", "-"), lat.get("99", "-"), counts))
-if flash:
-    print("\n| flash-sale purchase attempts (wxshop) | conns | attempts/s | p50 | p99 | answered | reached Redis |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for conns, rps, p50, p99, counts in sorted(flash):
+    flash[int(m.group(1))] = (rps, lat.get("50", "-"), lat.get("99", "-"), counts)
+peer_flash = {}
+for name in sorted(os.listdir(out)):
+    m = re.match(r"peer-flash-c(\d+)\.txt$", name)
+    found = m and re.search(r"^RESULT (.*)$", open(os.path.join(out, name)).read(), re.M)
+    if found:
+        r = {k: float(v) for k, v in (kv.split("=") for kv in found.group(1).split())}
+        sold_path = os.path.join(out, f"peer-flash-c{m.group(1)}.sold")
+        sold = open(sold_path).read().strip() if os.path.exists(sold_path) else "-"
+        peer_flash[int(m.group(1))] = (r["rps"], r["p50_us"] / 1000, r["p99_us"] / 1000, sold)
+if flash or peer_flash:
+    print("\n| flash-sale purchase attempts | conns | wxshop attempts/s | p50 | p99 | answered | reached Redis | peer attempts/s | peer p50 ms | peer p99 ms | peer units sold | wxshop/peer |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for conns in sorted(set(flash) | set(peer_flash)):
+        rps, p50, p99, counts = flash.get(conns, (0, "-", "-", {}))
         total = sum(counts.values())
         redis = total - counts.get("sold_out_fast", 0)
         answered = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
         share = f"{redis:,} of {total:,} ({100 * redis / total:.2f}%)" if total else "-"
-        print(f"| 100 units, then sold out | {conns} | {rps:,.0f} | {p50} | {p99} | {answered} | {share} |")
+        prps, pp50, pp99, sold = peer_flash.get(conns, (0, 0, 0, "-"))
+        ratio_s = f"{rps / prps:.2f}" if prps else "-"
+        print(f"| 100 units, then sold out | {conns} | {rps:,.0f} | {p50} | {p99} | {answered} | {share} "
+              f"| {prps:,.0f} | {pp50:.2f} | {pp99:.2f} | {sold} | {ratio_s} |")
+
+scen = {}
+if os.path.exists(os.path.join(out, "scenarios.jsonl")):
+    for line in open(os.path.join(out, "scenarios.jsonl")):
+        row = json.loads(line)
+        scen[row["name"]] = row
+burst = json.load(open(os.path.join(out, "burst-orders.json"))) if os.path.exists(os.path.join(out, "burst-orders.json")) else None
+if "burst_reads_only" in scen:
+    print("\n| promotion burst (wxshop, c64, first page + one order per user) | RPS | p50 ms | p99 ms | errors | server µs/req |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, label in (("burst_reads_only", "reads alone"), ("burst_reads_during", "reads during the order burst")):
+        r = scen.get(name)
+        if r:
+            print(f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['srv_us_per_req']} |")
+    if burst:
+        print(f"\norder creation during the burst: {burst['sent']:,} sent over {burst['seconds']} s ({burst['rate']}/s), "
+              f"answers {burst['statuses']}, p50 {burst['p50_ms']} ms, p99 {burst['p99_ms']} ms, "
+              f"{burst['late_by_50ms']} sent more than 50 ms late")
+trade = [scen[n] for n in sorted(scen) if n.startswith("trade_order_id_c")]
+if trade:
+    print("\n| order by id, level-1 cache holding all 100k orders (the measured trade) | conns | RPS | p99 ms | server µs/req | /peer RPS | /peer p99 | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in trade:
+        g = results.get(("order_id", r["conns"]), (None, None, None))[1]
+        print(f"| {r['name']} | {r['conns']} | {r['rps']:,.0f} | {r['p99_ms']:.2f} | {r['srv_us_per_req']} "
+              f"| {ratio({'rps': r['rps']}, g, 'rps')} | {ratio({'p99': r['p99_ms']}, g, 'p99')} | {rss.get('trade_peak_rss_kib', 0):.1f} MiB |")
+growth = [r for n, r in scen.items() if n.startswith("growth_")]
+seeds = {}
+if os.path.exists(os.path.join(out, "seed-times.txt")):
+    for line in open(os.path.join(out, "seed-times.txt")):
+        k, v = line.split()
+        seeds[k] = int(v)
+if growth:
+    print("\n| growth (c64) | backend | orders | RPS | p50 ms | p99 ms | errors | server µs/req |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted(growth, key=lambda r: (r["name"].split("_")[1], "_db_" in r["name"], int(r["name"].rsplit("_", 1)[1]))):
+        _, backend, *what, size = r["name"].split("_")
+        label = "first page (as served)" if what == ["list"] else "limit=10 (the query)"
+        print(f"| {label} | {backend} | {int(size):,} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['srv_us_per_req']} |")
+    if seeds:
+        print("\nseeded in this run: " + ", ".join(f"{k} in {v} s" for k, v in seeds.items()))
 
 if rss:
     print("\n| memory (RSS) | wxshop | peer |")
@@ -92,8 +146,7 @@ if rss:
     print(f"| idle, after start | {rss.get('wxshop_idle_rss_kib', 0):.1f} MiB | {rss.get('gin_idle_rss_kib', 0):.1f} MiB |")
     print(f"| peak over the run (VmHWM) | {rss.get('wxshop_peak_rss_kib', 0):.1f} MiB | {rss.get('gin_peak_rss_kib', 0):.1f} MiB |")
 
-svg = os.path.join(out, "profile-order-id.svg")
-if os.path.exists(svg):
+def profile(svg):
     import html
     frames = {}
     for title in re.findall(r"<title>(.*?)</title>", open(svg).read(), re.S):
@@ -101,42 +154,84 @@ if os.path.exists(svg):
         if m:
             name = re.sub(r"::h[0-9a-f]{16}$", "", m.group(1))
             frames[name] = max(frames.get(name, 0.0), float(m.group(3)))
-    parts = [
-        ("HTTP/1 connection task (hyper, with everything below)", "poll_loop<hyper"),
-        ("the middleware stack (request id → … → timeout)", "PropagateRequestIdResponseFuture"),
-        ("the handler `get_order` (auth extractor, cache, response)", "wxshop::orders::routes::get_order"),
-        ("order cache lookup (`Layered::get_or_load`: moka L1, Redis L2)", "wxshop::cache::layered"),
-        ("moka housekeeping (expiry, eviction)", "moka::"),
-        ("JWT verification (`TokenKeys::verify`: base64, claims JSON, HMAC)", "=verify"),
-        ("deny-list check (`Revocations::any_revoked`)", "any_revoked"),
-        ("Redis client I/O (multiplexed connection)", "redis::aio"),
-        ("metrics middleware", "track_metrics"),
-    ]
-    print("\n| profile of GET /api/v1/orders/{id} at c64, 10 s at 99 Hz | inclusive % of samples |")
+    return frames
+
+
+def share(frames, pattern):
+    exact = pattern.startswith("=")
+    return max((v for k, v in frames.items() if (k == pattern[1:] if exact else pattern in k)), default=0.0)
+
+
+common_parts = [
+    ("HTTP/1 connection task (hyper, with everything below)", "poll_loop<hyper"),
+    ("the middleware stack (request id → … → timeout)", "PropagateRequestIdResponseFuture"),
+    ("metrics middleware (and everything inside it)", "track_metrics"),
+    ("request span (TraceLayer)", "tower_http::trace"),
+    ("token check (`TokenKeys::verify`: cache hit, or base64, claims JSON, HMAC)", "auth::tokens::TokenKeys::verify"),
+    ("…of which the full verification (cache misses)", "verify_signature"),
+    ("deny-list check (`Revocations::any_revoked`)", "any_revoked"),
+    ("two-level cache lookup (`Layered::get_or_load`: moka L1, Redis L2)", "wxshop::cache::layered"),
+    ("moka (lookups, housekeeping)", "moka::"),
+    ("Redis client I/O (multiplexed connection)", "redis::aio"),
+]
+for svg_name, title, parts in (
+    ("profile-order-id.svg", "GET /api/v1/orders/{id}", [("the handler `get_order`", "wxshop::orders::routes::get_order")]),
+    ("profile-order-list.svg", "GET /api/v1/orders?limit=20", [
+        ("the handler `list_orders`", "wxshop::orders::routes::list_orders"),
+        ("flag evaluation (`orders.list_v2`)", "wxshop::flags::"),
+        ("SQL (sqlx, cache misses)", "sqlx_core::"),
+    ]),
+):
+    svg = os.path.join(out, svg_name)
+    if not os.path.exists(svg):
+        continue
+    frames = profile(svg)
+    print(f"\n| profile of {title} at c64, 10 s at 99 Hz | inclusive % of samples |")
     print("| --- | --- |")
-    for label, pattern in parts:
-        exact = pattern.startswith("=")
-        pct = max((v for k, v in frames.items() if (k == pattern[1:] if exact else pattern in k)), default=0.0)
-        print(f"| {label} | {pct:.1f} |")
+    for label, pattern in common_parts[:3] + parts + common_parts[3:]:
+        print(f"| {label} | {share(frames, pattern):.1f} |")
 
 print("\n| target | measured | met |")
 print("| --- | --- | --- |")
 def target(label, value, ok):
     print(f"| {label} | {value} | {'yes' if ok else 'NO'} |")
 for conns in conns_all:
-    w, g, h = results.get(("order_id", conns), (None, None, None))
-    if w and g:
-        target(f"order by id c{conns}: RPS ≥ 4× peer", f"{w['rps'] / g['rps']:.2f}×", w["rps"] >= 4 * g["rps"])
-        target(f"order by id c{conns}: p99 ≤ ¼ of peer's", f"{w['p99'] / g['p99']:.2f}×", w["p99"] <= g["p99"] / 4)
-    if w and h:
-        target(f"order by id c{conns}: RPS ≥ 70% of nginx", f"{100 * w['rps'] / h['rps']:.0f}%", w["rps"] >= 0.7 * h["rps"])
     w, g, h = results.get(("order_list", conns), (None, None, None))
     if w and g:
         target(f"order list c{conns}: RPS ≥ 3× peer", f"{w['rps'] / g['rps']:.2f}×", w["rps"] >= 3 * g["rps"])
+        target(f"order list c{conns}: p99 ≤ ⅓ of peer's", f"{w['p99'] / g['p99']:.2f}×", w["p99"] <= g["p99"] / 3)
+    w, g, h = results.get(("order_id", conns), (None, None, None))
+    if w and g:
+        target(f"order by id c{conns}: RPS ≥ 2.5× peer", f"{w['rps'] / g['rps']:.2f}×", w["rps"] >= 2.5 * g["rps"])
+        target(f"order by id c{conns}: p99 ≤ ½ of peer's", f"{w['p99'] / g['p99']:.2f}×", w["p99"] <= g["p99"] / 2)
     w, g, h = results.get(("healthz", conns), (None, None, None))
     if w and h:
-        target(f"healthz c{conns}: RPS ≥ 90% of nginx", f"{100 * w['rps'] / h['rps']:.0f}%", w["rps"] >= 0.9 * h["rps"])
+        target(f"healthz c{conns}: RPS ≥ 85% of nginx", f"{100 * w['rps'] / h['rps']:.0f}%", w["rps"] >= 0.85 * h["rps"])
 if rss:
     idle, peak = rss.get("wxshop_idle_rss_kib", 0), rss.get("wxshop_peak_rss_kib", 0)
     target("idle RSS ≤ 20 MiB", f"{idle:.1f} MiB", idle <= 20)
     target("RSS at c400 ≤ 64 MiB", f"{peak:.1f} MiB (peak)", peak <= 64)
+for backend, sizes in (("mariadb", 3), ("sqlite", 2)):
+    rows_g = [r for r in growth if r["name"].startswith(f"growth_{backend}_list_") and "_db_" not in r["name"]]
+    if rows_g:
+        p99s, cpus = [r["p99_ms"] for r in rows_g], [r["srv_us_per_req"] for r in rows_g]
+        spread = lambda v: max(v) / min(v) - 1 if min(v) > 0 else float("inf")
+        target(f"growth {backend} ({len(rows_g)} sizes): order list p99 within 15%",
+               " / ".join(f"{v:.2f} ms" for v in p99s) + f" (+{100 * spread(p99s):.0f}%)",
+               len(rows_g) >= sizes and spread(p99s) <= 0.15)
+        target(f"growth {backend}: server CPU per request within 15%",
+               " / ".join(f"{v} µs" for v in cpus) + f" (+{100 * spread(cpus):.0f}%)",
+               len(rows_g) >= sizes and spread(cpus) <= 0.15)
+ro, during = scen.get("burst_reads_only"), scen.get("burst_reads_during")
+if ro and during:
+    rate_ok = burst is not None and burst["rate"] >= 475 and set(burst["statuses"]) == {"201"}
+    target("promotion burst: reads p99 ≤ 2× read-only p99, orders at 500/s all 201",
+           f"{during['p99_ms']:.2f} / {ro['p99_ms']:.2f} ms = {during['p99_ms'] / ro['p99_ms']:.2f}×"
+           + (f", {burst['rate']}/s {burst['statuses']}" if burst else ""),
+           during["p99_ms"] <= 2 * ro["p99_ms"] and rate_ok)
+for conns in sorted(set(flash) & set(peer_flash)):
+    rps, _, _, counts = flash[conns]
+    prps, _, _, sold = peer_flash[conns]
+    won = counts.get("won", 0)
+    target(f"flash-sale attempts c{conns}: ≥ 2× peer, 100 units sold once on both",
+           f"{rps / prps:.2f}× (wxshop won {won}, peer sold {sold})", rps >= 2 * prps and won == 100 and sold == "100")

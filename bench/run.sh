@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # wxshop against the Gin peer (../shared/peers/gin-seed) and nginx `return 200` (the ceiling for one HTTP
 # response), on this machine, one after the other, with the same load generator settings: the shared driver
-# ../shared/bench/bench.py (wrk -t1 on core 1; the server, its MariaDB and its Redis on core 0). Then flash-sale
-# purchase attempts (wxshop only: a sale that sells out, then the sold-out phase). Prints one table
-# (bench/report.py) and leaves everything under /tmp/wxshop-bench/<timestamp>/.
+# ../shared/bench/bench.py (wrk -t1 on core 1; the server, its MariaDB and its Redis on core 0). Then, on the same
+# layout: flash-sale purchase attempts on both (a sale of 100 units sells out, then the sold-out phase); the
+# promotion burst (wxshop's reads alone, then with order creation at 500/s against the same users); growth (the
+# order list at 100k, 1M and 5M orders on MariaDB, 100k and 1M on SQLite). Prints the table with each target met or
+# not (bench/report.py) and leaves everything under /tmp/wxshop-bench/<timestamp>/.
 #
 #   bash bench/run.sh            # DURATION=15 CONNS="64 400" REPEATS_ORDER_ID=3 by default (see bench.py)
-#   DURATION=5 REPEATS_ORDER_ID=1 bash bench/run.sh     # a quick pass
+#   DURATION=5 REPEATS_ORDER_ID=1 GROWTH=0 bash bench/run.sh     # a quick pass, without the growth stage
+#
+# Knobs besides bench.py's: GROWTH=1, GROWTH_SIZES="100000 1000000 5000000", GROWTH_SQLITE_SIZES="100000 1000000",
+# GROWTH_SECONDS=10, BURST=1, BURST_RATE=500. The growth databases (wxshop_growth_<n> on MariaDB, and
+# /var/tmp/wxshop-growth/sqlite-<n>) are seeded once and reused by later runs (5M orders take minutes to seed).
 #
 # Installs what it needs (Debian packages: wrk, nginx-light, Go and the peer's libraries, MariaDB, Redis).
 set -euo pipefail
@@ -20,7 +26,14 @@ SUDO=""
 WX_PORT=8081
 WX_OPS=9091
 PIDS=()
+unpin_services() {
+  for p in $(pgrep -x mariadbd) $(pgrep -x redis-server); do taskset -a -p -c "0-$(($(nproc) - 1))" "$p" >/dev/null 2>&1 || true; done
+}
+pin_services() {
+  for p in $(pgrep -x mariadbd) $(pgrep -x redis-server); do taskset -a -p -c 0 "$p" >/dev/null 2>&1 || true; done
+}
 cleanup() {
+  unpin_services
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   bash "$SHARED/peers/gin-seed/stop.sh" >/dev/null 2>&1 || true
   bash "$SHARED/bench/hello/hello.sh" stop >/dev/null 2>&1 || true
@@ -78,6 +91,17 @@ echo "gin_idle_rss_kib $(rss "$GIN_PID")" >"$OUT/rss.txt"
 DATA=$OUT/pairs-gin.txt OUTDIR=$OUT/gin python3 "$SHARED/bench/bench.py" gin=http://127.0.0.1:8080 hello=http://127.0.0.1:8090 \
   | tee "$OUT/gin.txt"
 echo "gin_peak_rss_kib $(hwm "$GIN_PID")" >>"$OUT/rss.txt"
+
+echo "== run 1b: the peer's flash sale (Go + one Redis Lua script per attempt), 100 units, then sold out"
+pin_services
+for conns in ${CONNS:-64 400}; do
+  curl -fsS -XPOST http://127.0.0.1:8080/bench/flash-sales/1 -H 'content-type: application/json' -d '{"stock":100}' >/dev/null
+  taskset -c 1 wrk -t1 "-c$conns" "-d${DURATION:-15}s" --latency --timeout 5s -s "$SHARED/bench/wrk/flash.lua" \
+    http://127.0.0.1:8080 -- "$OUT/pairs-gin.txt" 1 >"$OUT/peer-flash-c$conns.txt"
+  sleep 2 # the peer's stream consumer writes the rows
+  mysql --protocol=socket -uroot -N -e "SELECT COUNT(*) FROM bench.flash_orders WHERE sale_id = 1" >"$OUT/peer-flash-c$conns.sold"
+done
+unpin_services
 bash "$SHARED/peers/gin-seed/stop.sh"
 bash "$SHARED/bench/hello/hello.sh" stop
 
@@ -99,6 +123,13 @@ LOAD=$!
 sleep 2
 curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-id.svg"
 wait "$LOAD"
+echo "== profile: GET /api/v1/orders?limit=20 at c64 for 10 s"
+taskset -c 1 wrk -t1 -c64 -d14s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" list 1 \
+  >"$OUT/profile-list-load.txt" &
+LOAD=$!
+sleep 2
+curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-list.svg"
+wait "$LOAD"
 
 echo "== run 3: wxshop flash-sale purchase attempts (a sale of 100 units sells out; then the sold-out phase)"
 ADM=$(curl -s -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/auth/login" -H 'content-type: application/json' \
@@ -119,5 +150,91 @@ for conns in ${CONNS:-64 400}; do
   { echo "BEFORE"; echo "$before"; echo "AFTER"; echo "$after"; } >"$OUT/flash-c$conns.metrics"
 done
 echo "wxshop_peak_rss_kib_after_flash $(hwm "$WX_PID")" >>"$OUT/rss.txt"
+
+if [ "${BURST:-1}" = 1 ]; then
+  echo "== run 4: promotion burst: reads (first page + one order, per user) alone, then with ${BURST_RATE:-500} orders/s"
+  pin_services
+  SERVER_PIDS="$WX_PID,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"
+  OUT=$OUT python3 bench/scenario.py burst_reads_only "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 "${DURATION:-15}" \
+    "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" mixed
+  taskset -c 1 python3 bench/burst_orders.py "http://127.0.0.1:$WX_PORT" "$OUT/buyers-wxshop.txt" "${BURST_RATE:-500}" \
+    "$((${DURATION:-15} + 2))" 1 "$OUT/burst-orders.json" &
+  BURST_PID=$!
+  sleep 1
+  OUT=$OUT python3 bench/scenario.py burst_reads_during "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 "${DURATION:-15}" \
+    "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" mixed
+  wait "$BURST_PID"
+  unpin_services
+fi
+kill "$WX_PID"; wait "$WX_PID" 2>/dev/null || true
+
+# The measured trade: order by id with a level-1 cache big enough for the whole hot set (100,000 orders walked
+# uniformly defeat any smaller in-process cache, so every read is a Redis round trip), against the memory it takes.
+if [ "${TRADE:-1}" = 1 ]; then
+  echo "== run 4b: order by id with orders.local_cache_mib=${TRADE_CACHE_MIB:-192} (the whole 100k hot set in process)"
+  WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-192} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 taskset -c 0 "$BIN" serve &
+  TRADE_PID=$!
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$WX_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  pin_services
+  SERVER_PIDS="$TRADE_PID,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"
+  # Warm: every (user, order) pair at least once (from Redis, which the main run filled).
+  taskset -c 1 wrk -t1 -c64 -d10s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" id 1 >/dev/null
+  for conns in ${CONNS:-64 400}; do
+    OUT=$OUT python3 bench/scenario.py "trade_order_id_c$conns" "http://127.0.0.1:$WX_PORT" "$SHARED/bench/wrk/orders.lua" \
+      "$conns" "${DURATION:-15}" "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" id 1
+  done
+  echo "trade_peak_rss_kib $(hwm "$TRADE_PID")" >>"$OUT/rss.txt"
+  unpin_services
+  kill "$TRADE_PID"; wait "$TRADE_PID" 2>/dev/null || true
+fi
+
+# Growth: the same order list on ever larger histories (10,000 users each time: more orders per user).
+growth_run() { # <label> <size>, with WXSHOP_* set for the database under test
+  local label=$1 size=$2 pairs="$OUT/pairs-growth-$1-$2.txt"
+  "$BIN" dev-tokens --count 10000 --orders >"$pairs"
+  taskset -c 0 "$BIN" serve &
+  local pid=$!
+  for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$WX_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  pin_services
+  local pids="$pid"
+  if [ -n "${WXSHOP_DATABASE_URL:-}" ]; then pids="$pid,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"; fi
+  # Warm: every user's first page once (cache and buffer pool), then the measured runs.
+  taskset -c 1 wrk -t1 -c64 -d5s -s bench/wrk/reads.lua "http://127.0.0.1:$WX_PORT" -- "$pairs" list >/dev/null
+  OUT=$OUT python3 bench/scenario.py "growth_${label}_list_$size" "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 \
+    "${GROWTH_SECONDS:-10}" "$pids" -- "$pairs" list
+  OUT=$OUT python3 bench/scenario.py "growth_${label}_list_db_$size" "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 \
+    "${GROWTH_SECONDS:-10}" "$pids" -- "$pairs" list_db
+  unpin_services
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+if [ "${GROWTH:-1}" = 1 ]; then
+  for size in ${GROWTH_SIZES:-100000 1000000 5000000}; do
+    echo "== run 5: growth on MariaDB, $size orders"
+    db=wxshop_growth_$size
+    if ! mysql --protocol=socket -uroot -N -e "SELECT COUNT(*) FROM $db.shop_order" 2>/dev/null | grep -qx "$size"; then
+      mysql --protocol=socket -uroot -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
+        GRANT ALL ON $db.* TO 'bench'@'127.0.0.1'; GRANT ALL ON $db.* TO 'bench'@'localhost'"
+      started=$(date +%s)
+      WXSHOP_DATABASE_URL=mysql://bench:bench@127.0.0.1:3306/$db WXSHOP_LOG__FILTER=info \
+        "$BIN" seed-demo --users 10000 --orders "$size" >/dev/null
+      echo "seed_mariadb_$size $(( $(date +%s) - started ))" | tee -a "$OUT/seed-times.txt"
+    fi
+    redis-cli -n 2 flushdb >/dev/null
+    WXSHOP_DATABASE_URL=mysql://bench:bench@127.0.0.1:3306/$db WXSHOP_REDIS_URL=redis://127.0.0.1:6379/2 \
+      WXSHOP_DATA_DIR=$OUT/growth-data-$size growth_run mariadb "$size"
+  done
+  for size in ${GROWTH_SQLITE_SIZES:-100000 1000000}; do
+    echo "== run 5: growth on SQLite (embedded), $size orders"
+    dir=/var/tmp/wxshop-growth/sqlite-$size
+    if [ ! -e "$dir/seeded" ]; then
+      rm -rf "$dir"; mkdir -p "$dir"
+      started=$(date +%s)
+      env -u WXSHOP_DATABASE_URL -u WXSHOP_REDIS_URL WXSHOP_DATA_DIR="$dir" "$BIN" seed-demo --users 10000 --orders "$size" >/dev/null
+      echo "seed_sqlite_$size $(( $(date +%s) - started ))" | tee -a "$OUT/seed-times.txt"
+      touch "$dir/seeded"
+    fi
+    (unset WXSHOP_DATABASE_URL WXSHOP_REDIS_URL; WXSHOP_DATA_DIR=$dir growth_run sqlite "$size")
+  done
+fi
 
 python3 bench/report.py "$OUT" | tee "$OUT/table.md"

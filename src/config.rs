@@ -85,8 +85,10 @@ pub struct OrdersConfig {
     pub cache_ttl_secs: u64,
     /// In-process (level 1) lifetime of a cached order response.
     pub local_cache_ttl_ms: u64,
-    /// In-process (level 1) order cache size, in MiB of cached responses.
+    /// In-process (level 1) order cache size, in MiB (cached responses and their bookkeeping).
     pub local_cache_mib: u64,
+    /// In-process (level 1) cache of users' first order-list pages, in MiB (responses and bookkeeping).
+    pub list_cache_mib: u64,
     /// How long "no such order" is cached.
     pub negative_cache_ttl_secs: u64,
     /// How long an Idempotency-Key and its response are kept.
@@ -161,6 +163,10 @@ pub struct AuthConfig {
     pub refresh_grace_secs: u64,
     /// Clock skew tolerated on `exp`/`iat`, at most 30 s.
     pub leeway_secs: u64,
+    /// Verified access tokens remembered per instance (keyed by a hash of the token, each until its `exp`), so a
+    /// token's signature and claims are checked once, not on every request; the deny-list is still checked every
+    /// time. 0 turns this off.
+    pub verified_token_cache: u64,
     /// Base64 of 32 bytes: encrypts secrets at rest (WeChat session keys) and derives refresh-token successors.
     pub data_key: Secret,
 }
@@ -332,6 +338,7 @@ impl Default for Config {
                 refresh_absolute_ttl_secs: 30 * 24 * 3600,
                 refresh_grace_secs: 10,
                 leeway_secs: MAX_LEEWAY_SECS,
+                verified_token_cache: 20_000,
                 data_key: Secret::new(DEV_DATA_KEY),
             },
             wechat: WechatConfig {
@@ -348,7 +355,8 @@ impl Default for Config {
                 sweep_interval_ms: 5_000,
                 cache_ttl_secs: 300,
                 local_cache_ttl_ms: 5_000,
-                local_cache_mib: 16,
+                local_cache_mib: 8,
+                list_cache_mib: 16,
                 negative_cache_ttl_secs: 5,
                 idempotency_ttl_secs: 24 * 3600,
                 auto_complete_days: 10,

@@ -109,7 +109,7 @@ impl Application {
                 "order_list",
                 redis.clone(),
                 Duration::from_millis(config.orders.local_cache_ttl_ms),
-                config.orders.local_cache_mib * 1024 * 1024 / 4,
+                config.orders.list_cache_mib * 1024 * 1024,
             ),
             flags: crate::flags::Flags::new(
                 config.flags.stale_after_ms,
@@ -224,13 +224,14 @@ impl Application {
         let ops = tokio::spawn(http::serve::serve(
             ops_listener,
             crate::ops::router(state.clone()),
+            http::serve::Bypass::None,
             header_timeout,
             async move {
                 let _ = ops_stop.changed().await;
             },
         ));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = http::serve::serve(listener, router, header_timeout, async move {
+        let server = http::serve::serve(listener, router, http::serve::Bypass::Healthz, header_timeout, async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(());

@@ -8,7 +8,9 @@ use axum::http::HeaderMap;
 
 use axum::http::request::Parts;
 
-use crate::auth::tokens::{now_secs, Claims};
+use std::sync::Arc;
+
+use crate::auth::tokens::{now_secs, Claims, Verified};
 use crate::auth::{ADMIN_AUDIENCE, USER_AUDIENCE};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -17,7 +19,7 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: i64,
-    pub claims: Claims,
+    pub token: Arc<Verified>,
 }
 
 /// Back-office roles, from least to most powerful.
@@ -55,10 +57,14 @@ impl Role {
 pub struct AdminUser {
     pub id: i64,
     pub role: Role,
-    pub claims: Claims,
+    pub token: Arc<Verified>,
 }
 
 impl AdminUser {
+    pub fn claims(&self) -> &Claims {
+        &self.token.claims
+    }
+
     /// 403 `forbidden` unless the account's role is at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), AppError> {
         if self.role >= needed {
@@ -80,34 +86,37 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
 }
 
 /// Verifies the token for `audience` and checks the deny-list: the token, its session and its subject.
-async fn authenticate(parts: &Parts, state: &AppState, audience: &str, subject_kind: &str) -> Result<Claims, AppError> {
-    let claims = state.tokens.verify(bearer(&parts.headers)?, audience, now_secs())?;
-    ensure_not_revoked(&claims, state, subject_kind).await?;
-    Ok(claims)
+async fn authenticate(parts: &Parts, state: &AppState, audience: &str) -> Result<Arc<Verified>, AppError> {
+    let token = state.tokens.verify(bearer(&parts.headers)?, audience, now_secs())?;
+    ensure_not_revoked(&token, state).await?;
+    Ok(token)
 }
 
-async fn ensure_not_revoked(claims: &Claims, state: &AppState, subject_kind: &str) -> Result<(), AppError> {
-    let keys = [format!("jti:{}", claims.jti), format!("sid:{}", claims.sid), format!("{subject_kind}:{}", claims.sub)];
-    if state.revocations.any_revoked(&keys).await? {
+async fn ensure_not_revoked(token: &Verified, state: &AppState) -> Result<(), AppError> {
+    if state.revocations.any_revoked(&token.deny_keys).await? {
         return Err(AppError::unauthorized("token_revoked", "the access token has been revoked"));
     }
     Ok(())
 }
 
 impl AuthUser {
+    pub fn claims(&self) -> &Claims {
+        &self.token.claims
+    }
+
     /// Checks the token's signature and claims only, without the deny-list lookup: for the flash-sale sold-out
     /// answer, which reveals nothing and must not touch Redis. Call [`AuthUser::ensure_not_revoked`] before doing
     /// anything for the user.
     pub fn verify_signature(headers: &HeaderMap, state: &AppState) -> Result<AuthUser, AppError> {
-        let claims = state.tokens.verify(bearer(headers)?, USER_AUDIENCE, now_secs())?;
-        let id = claims.sub.parse().map_err(|_| AppError::unauthorized("token_invalid", "malformed subject"))?;
+        let token = state.tokens.verify(bearer(headers)?, USER_AUDIENCE, now_secs())?;
+        let id = token.subject;
         tracing::Span::current().record("user_id", id);
-        Ok(AuthUser { id, claims })
+        Ok(AuthUser { id, token })
     }
 
     /// The deny-list check [`AuthUser::verify_signature`] skipped.
     pub async fn ensure_not_revoked(&self, state: &AppState) -> Result<(), AppError> {
-        ensure_not_revoked(&self.claims, state, "user").await
+        ensure_not_revoked(&self.token, state).await
     }
 
     /// For routes open to anonymous callers: `None` without an `Authorization` header, the checked user with one
@@ -136,13 +145,14 @@ impl FromRequestParts<AppState> for AdminUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let claims = authenticate(parts, state, ADMIN_AUDIENCE, "admin").await?;
-        let id = claims.sub.parse().map_err(|_| AppError::unauthorized("token_invalid", "malformed subject"))?;
-        let role = claims
+        let token = authenticate(parts, state, ADMIN_AUDIENCE).await?;
+        let id = token.subject;
+        let role = token
+            .claims
             .role
             .as_deref()
             .and_then(Role::parse)
             .ok_or_else(|| AppError::unauthorized("token_invalid", "no role"))?;
-        Ok(AdminUser { id, role, claims })
+        Ok(AdminUser { id, role, token })
     }
 }

@@ -1,6 +1,13 @@
 //! Access tokens: JWT, HS256 only (the verifier pins the algorithm), with `sub`, `exp`, `iat`, `jti`, `iss`,
 //! `aud`, `typ` and `sid` (the refresh-token family, so logout and reuse detection reach the access token too).
 //! `auth.jwt_previous_keys` verify only, so the signing key can be rotated without logging everyone out.
+//!
+//! Verified tokens are remembered (`auth.verified_token_cache` entries per instance): the key is a SHA-256 of the
+//! audience and the whole token, so only the very token that verified can hit; an entry never outlives the
+//! token's `exp` (plus leeway), and a hit is checked against the clock again. What the cache holds is the
+//! signature's verdict only: the deny-list (logout, bans, reuse detection) is asked on every request.
+
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -28,6 +35,51 @@ pub struct Claims {
 
 pub const ACCESS_TYPE: &str = "access";
 
+/// A verified access token: its claims, its subject as a number, and the deny-list keys every request checks
+/// (the token, its login session, its subject), formatted once.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    pub subject: i64,
+    pub deny_keys: [String; 3],
+}
+
+impl Verified {
+    fn new(claims: Claims, audience: &str) -> Result<Verified, AppError> {
+        let subject = claims.sub.parse().map_err(|_| invalid("malformed claims"))?;
+        let kind = if audience == crate::auth::ADMIN_AUDIENCE { "admin" } else { "user" };
+        let deny_keys = [format!("jti:{}", claims.jti), format!("sid:{}", claims.sid), format!("{kind}:{subject}")];
+        Ok(Verified { claims, subject, deny_keys })
+    }
+}
+
+/// Cache of verified tokens: SHA-256 (first 16 bytes) of audience and token → the verdict, until `exp` + leeway.
+type VerifiedCache = moka::sync::Cache<[u8; 16], Arc<Verified>>;
+
+struct UntilExpiry {
+    leeway_secs: u64,
+}
+
+impl moka::Expiry<[u8; 16], Arc<Verified>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 16],
+        value: &Arc<Verified>,
+        _now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        let left = (value.claims.exp + self.leeway_secs).saturating_sub(now_secs());
+        Some(std::time::Duration::from_secs(left))
+    }
+}
+
+fn cache_key(token: &str, audience: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(audience).chain_update([0]).chain_update(token).finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: Vec<DecodingKey>,
@@ -36,6 +88,9 @@ pub struct TokenKeys {
     leeway_secs: u64,
     /// The validation rules per audience, built once: building them allocates several sets, on every request.
     validations: Vec<(&'static str, Validation)>,
+    verified: Option<VerifiedCache>,
+    /// `auth_verified_token_cache_total{result="hit"|"miss"}`, registered once.
+    cache_counters: [metrics::Counter; 2],
 }
 
 /// An issued access token.
@@ -61,6 +116,14 @@ impl TokenKeys {
             access_ttl_secs: config.access_ttl_secs,
             leeway_secs: config.leeway_secs,
             validations,
+            cache_counters: ["hit", "miss"]
+                .map(|result| metrics::counter!("auth_verified_token_cache_total", "result" => result)),
+            verified: (config.verified_token_cache > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(config.verified_token_cache)
+                    .expire_after(UntilExpiry { leeway_secs: config.leeway_secs })
+                    .build()
+            }),
         }
     }
 
@@ -89,8 +152,29 @@ impl TokenKeys {
     }
 
     /// Verifies signature (HS256 only, current then previous keys), `exp` and `iat` with leeway, `iss`, `aud` and
-    /// `typ`. Expired tokens are `token_expired`; anything else wrong is `token_invalid`.
-    pub fn verify(&self, token: &str, audience: &str, now_secs: u64) -> Result<Claims, AppError> {
+    /// `typ`, or finds the token verified already (the module comment). Expired tokens are `token_expired`;
+    /// anything else wrong is `token_invalid`.
+    pub fn verify(&self, token: &str, audience: &str, now_secs: u64) -> Result<Arc<Verified>, AppError> {
+        let Some(cache) = &self.verified else {
+            return Ok(Arc::new(Verified::new(self.verify_signature(token, audience, now_secs)?, audience)?));
+        };
+        let key = cache_key(token, audience);
+        if let Some(hit) = cache.get(&key) {
+            if now_secs <= hit.claims.exp + self.leeway_secs {
+                self.cache_counters[0].increment(1);
+                return Ok(hit);
+            }
+            cache.invalidate(&key);
+            return Err(expired());
+        }
+        self.cache_counters[1].increment(1);
+        let verified = Arc::new(Verified::new(self.verify_signature(token, audience, now_secs)?, audience)?);
+        cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    /// The full check, every time (what [`TokenKeys::verify`] remembers).
+    fn verify_signature(&self, token: &str, audience: &str, now_secs: u64) -> Result<Claims, AppError> {
         let built;
         let validation = match self.validations.iter().find(|(a, _)| *a == audience) {
             Some((_, validation)) => validation,
@@ -117,9 +201,7 @@ impl TokenKeys {
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => last = invalid("signature does not verify"),
-                    ErrorKind::ExpiredSignature => {
-                        return Err(AppError::unauthorized("token_expired", "the access token has expired"))
-                    }
+                    ErrorKind::ExpiredSignature => return Err(expired()),
                     _ => return Err(invalid("malformed or unacceptable token")),
                 },
             }
@@ -136,6 +218,10 @@ fn validation(issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation
+}
+
+fn expired() -> AppError {
+    AppError::unauthorized("token_expired", "the access token has expired")
 }
 
 fn invalid(why: &str) -> AppError {
@@ -166,8 +252,11 @@ mod tests {
         let k = keys(A, &[]);
         let now = now_secs();
         let t = k.issue(42, "wxshop-api", 7, None, now).unwrap();
-        let claims = k.verify(&t.token, "wxshop-api", now).unwrap();
+        let verified = k.verify(&t.token, "wxshop-api", now).unwrap();
+        let claims = &verified.claims;
         assert_eq!((claims.sub.as_str(), claims.sid, claims.typ.as_str()), ("42", 7, "access"));
+        assert_eq!(verified.subject, 42);
+        assert_eq!(verified.deny_keys, [format!("jti:{}", claims.jti), "sid:7".into(), "user:42".into()]);
         assert_eq!(k.verify(&t.token, "wxshop-admin", now).unwrap_err().code(), "token_invalid");
     }
 
@@ -179,6 +268,36 @@ mod tests {
         assert!(k.verify(&t.token, "wxshop-api", now).is_ok(), "20 s late is within 30 s leeway");
         let t = k.issue(1, "wxshop-api", 1, None, now - 900 - 60).unwrap();
         assert_eq!(k.verify(&t.token, "wxshop-api", now).unwrap_err().code(), "token_expired");
+    }
+
+    /// The cache remembers a verdict, never more: the same token only, for the same audience only, and not past
+    /// its expiry (a hit is checked against the clock again).
+    #[test]
+    fn remembered_verdicts_stay_within_the_token() {
+        let k = keys(A, &[]);
+        assert!(k.verified.is_some(), "on by default");
+        let now = now_secs();
+        let t = k.issue(5, "wxshop-api", 9, None, now).unwrap();
+        let first = k.verify(&t.token, "wxshop-api", now).unwrap();
+        let again = k.verify(&t.token, "wxshop-api", now).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second check is answered from the cache");
+        assert_eq!(k.verify(&t.token, "wxshop-admin", now).unwrap_err().code(), "token_invalid", "other audience");
+        // One character of the signature changed (not the last, whose low bits base64 ignores).
+        let at = t.token.len() - 10;
+        let swapped = if &t.token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &t.token[..at], &t.token[at + 1..]);
+        assert_eq!(k.verify(&tampered, "wxshop-api", now).unwrap_err().code(), "token_invalid");
+        let late = t.claims.exp + 31;
+        assert_eq!(k.verify(&t.token, "wxshop-api", late).unwrap_err().code(), "token_expired", "cached, expired");
+        let admin = k.issue(3, "wxshop-admin", 4, Some("admin"), now).unwrap();
+        assert_eq!(k.verify(&admin.token, "wxshop-admin", now).unwrap().deny_keys[2], "admin:3");
+
+        let mut config = Config::default().auth;
+        config.jwt_secret = Secret::new(A);
+        config.verified_token_cache = 0;
+        let uncached = TokenKeys::new(&config);
+        let one = uncached.verify(&t.token, "wxshop-api", now).unwrap();
+        assert!(!Arc::ptr_eq(&one, &uncached.verify(&t.token, "wxshop-api", now).unwrap()), "0 turns it off");
     }
 
     #[test]

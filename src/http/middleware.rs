@@ -83,18 +83,59 @@ pub fn route_label(req: &Request) -> &str {
     }
 }
 
-/// Counts requests by method, route template and status, and records their latency.
+/// Counts requests by method, route template and status, and records their latency. Labels are `&'static str`
+/// (interned route templates, fixed method and status names), so recording allocates nothing.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = route_label(&req).to_owned();
-    let method = req.method().as_str().to_owned();
+    let route = intern(route_label(&req));
+    let method = method_label(req.method());
     crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let response = next.run(req).await;
     crate::ops::IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status());
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     response
+}
+
+/// Route templates as `&'static str`: each distinct template is leaked once (the router's templates, the
+/// simulator's mount path and "unmatched": a fixed, small set).
+fn intern(route: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(known) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+        return known;
+    }
+    let mut routes = routes.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = routes.get(route) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.insert(leaked);
+    leaked
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Every status code as a `&'static str` ("100" … "999").
+fn status_label(status: StatusCode) -> &'static str {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    use std::sync::OnceLock;
+    let names = NAMES.get_or_init(|| (0..1000).map(|code| &*Box::leak(format!("{code}").into_boxed_str())).collect());
+    names.get(usize::from(status.as_u16())).copied().unwrap_or("000")
 }

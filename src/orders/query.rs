@@ -22,8 +22,11 @@ pub async fn get_for_user(app: &App, user_id: i64, id: i64) -> Result<Bytes, App
             let config = &app.config.orders;
             match load(app, id).await? {
                 Some((owner, order)) => {
-                    let mut value = owner.to_be_bytes().to_vec();
-                    value.extend(serde_json::to_vec(&order).map_err(anyhow::Error::from)?);
+                    // Exactly sized: the level-1 cache keeps this allocation for the entry's life.
+                    let json = serde_json::to_vec(&order).map_err(anyhow::Error::from)?;
+                    let mut value = Vec::with_capacity(8 + json.len());
+                    value.extend_from_slice(&owner.to_be_bytes());
+                    value.extend_from_slice(&json);
                     Ok((Bytes::from(value), Duration::from_secs(config.cache_ttl_secs)))
                 }
                 // Negative caching: ids that do not exist cost one load per TTL, however often they are asked for.

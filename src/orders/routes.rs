@@ -87,19 +87,18 @@ pub async fn list_orders(
     State(state): State<AppState>,
     user: AuthUser,
     AppQuery(q): AppQuery<ListOrders>,
-) -> Result<Json<OrderPage>, AppError> {
+) -> Result<Response, AppError> {
     // The strangler switch: a sticky share of users (flag `orders.list_v2`) takes the second implementation.
     let mut id = itoa::Buffer::new();
     let ctx = crate::flags::engine::Context { user_id: Some(id.format(user.id)), ..Default::default() };
     let v2 = state.flags.is_enabled(crate::orders::list_v2::FLAG, &ctx);
     state.flags.count(crate::orders::list_v2::FLAG, if v2 { "v2" } else { "v1" });
     let (status, cursor) = (q.status.as_deref(), q.cursor.as_deref());
-    let page = if v2 {
-        crate::orders::list_v2::list_for_user(&state, user.id, status, q.limit, cursor).await?
-    } else {
-        query::list_for_user(&state, user.id, status, q.limit, cursor).await?
-    };
-    Ok(Json(page))
+    if v2 {
+        let page = crate::orders::list_v2::list_for_user(&state, user.id, status, q.limit, cursor).await?;
+        return Ok(json_body(page));
+    }
+    Ok(Json(query::list_for_user(&state, user.id, status, q.limit, cursor).await?).into_response())
 }
 
 /// Cancels an unpaid order; its stock goes back on sale. An order with a WeChat Pay prepay is closed at WeChat

@@ -609,17 +609,11 @@ async fn both_order_list_implementations_pass_the_same_tests_and_the_rollout_sel
     for backend in backends() {
         let app = spawn_app(&backend).await;
         let admin = app.admin_token("admin").await;
-        // Without the flag: the first implementation.
-        order_list_behaves(&app).await;
-        // All users on v2, then the same checks.
-        let (status, _) = app
-            .post(
-                "/admin/api/v1/flags",
-                &json!({"key": "orders.list_v2", "enabled": true, "rollout_percent": 100}),
-                Some(&admin),
-            )
-            .await;
-        assert_eq!(status, 201);
+        // As migration 0011 leaves it: v2 for everyone, an audited change like any other.
+        let (status, flag) = app.get_auth("/admin/api/v1/flags/orders.list_v2", &admin).await;
+        assert_eq!((status, flag["enabled"].as_bool(), flag["rollout_percent"].as_i64()), (200, Some(true), Some(100)));
+        let (_, history) = app.get_auth("/admin/api/v1/flags/orders.list_v2/history", &admin).await;
+        assert_eq!(history["items"][0]["actor"], "migration:0011", "{history}");
         order_list_behaves(&app).await;
         // In scale-out, a change on one instance reaches the other's cached list.
         if matches!(backend, Backend::ScaleOut { .. }) {
@@ -634,6 +628,12 @@ async fn both_order_list_implementations_pass_the_same_tests_and_the_rollout_sel
             let (_, after) = peer.get_auth("/api/v1/orders", &user.access_token).await;
             assert_eq!(after["items"].as_array().unwrap().len(), 1, "the peer's cached first page was dropped");
         }
+        // Rolled back to 0%: everyone on the first implementation, the same checks.
+        let (_, flag) = app.get_auth("/admin/api/v1/flags/orders.list_v2", &admin).await;
+        let (status, _) =
+            patch_flag(&app, &admin, "orders.list_v2", flag["version"].as_i64(), json!({"rollout_percent": 0})).await;
+        assert_eq!(status, 200);
+        order_list_behaves(&app).await;
         // At 30% users split between the implementations (each always the same one): the checks hold for all.
         let (_, flag) = app.get_auth("/admin/api/v1/flags/orders.list_v2", &admin).await;
         let (status, _) =

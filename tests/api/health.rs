@@ -11,6 +11,17 @@ async fn healthz_and_readyz_are_ok_when_dependencies_are_up() {
         let app = spawn_app(&backend).await;
         let (status, body) = app.get_json("/healthz").await;
         assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+        // GET is answered before the middleware, HEAD by the router: the same status and type either way.
+        let get = app.get("/healthz").await;
+        assert_eq!(get.headers()["content-type"], "application/json");
+        assert_eq!(get.text().await.unwrap(), r#"{"status":"ok"}"#);
+        let head = app.client.head(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(
+            (head.status().as_u16(), head.headers()["content-type"].to_str().unwrap()),
+            (200, "application/json")
+        );
+        let post = app.client.post(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(post.status(), 405, "other methods still take the router");
 
         let (status, body) = app.get_json("/readyz").await;
         assert_eq!(status, 200, "{body}");

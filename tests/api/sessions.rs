@@ -131,6 +131,8 @@ async fn logout_revokes_the_session_and_the_access_token() {
         let app = spawn_app(&backend).await;
         let user = app.login("victor").await;
         let other_device = app.login("victor:tablet").await;
+        // Used once before the logout: the instance has the verified token cached (it must still refuse it).
+        assert_eq!(app.get_auth("/api/v1/me", &user.access_token).await.0, 200);
         let (status, _, _) =
             app.call(reqwest::Method::POST, "/api/v1/auth/logout", None, Some(&user.access_token)).await;
         assert_eq!(status, 204);
@@ -163,6 +165,11 @@ async fn logout_is_seen_by_every_instance() {
     let b = a.spawn_peer().await;
     let user = a.login("xena").await;
     assert_eq!(b.get_auth("/api/v1/me", &user.access_token).await.0, 200);
+    // B remembers the verified token (the same verdict is handed out again): the logout must reach it anyway.
+    let (tokens, now) = (&b.state.tokens, wxshop::auth::tokens::now_secs());
+    let remembered = tokens.verify(&user.access_token, wxshop::auth::USER_AUDIENCE, now).unwrap();
+    let again = tokens.verify(&user.access_token, wxshop::auth::USER_AUDIENCE, now).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&remembered, &again), "instance B caches verified tokens");
     a.call(reqwest::Method::POST, "/api/v1/auth/logout", None, Some(&user.access_token)).await;
     let refused =
         eventually(Duration::from_secs(1), || async { b.get_auth("/api/v1/me", &user.access_token).await.0 == 401 })
