@@ -10,7 +10,7 @@ base, tokens_file, rate, seconds, sku, result_path = sys.argv[1:7]
 rate, seconds = float(rate), float(seconds)
 url = urllib.parse.urlparse(base)
 buyers = [line.split() for line in open(tokens_file) if len(line.split()) == 3]
-WORKERS = 16
+WORKERS = 64  # enough in flight to keep the rate while the reads saturate the server
 total = int(rate * seconds)
 lock = threading.Lock()
 statuses, latencies, late = {}, [], [0]
