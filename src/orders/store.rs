@@ -386,8 +386,21 @@ pub async fn owner_of(pool: &AnyPool, order_id: i64) -> Result<Option<i64>, sqlx
     row.map(|r| r.try_get("user_id")).transpose()
 }
 
-pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<OrderRow>, sqlx::Error> {
-    let mut sql = QueryBuilder::<Any>::new(format!("SELECT {ORDER_COLUMNS} FROM shop_order WHERE 1 = 1"));
+/// A listed order: only what a listing shows, all of it in the index `shop_order_user_created` (migration 0012),
+/// so a user's page is read from the index alone, without a row lookup per order.
+pub struct SummaryRow {
+    pub id: i64,
+    pub order_no: String,
+    pub user_id: i64,
+    pub status: String,
+    pub total_fen: i64,
+    pub created_at: i64,
+}
+
+pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    let mut sql = QueryBuilder::<Any>::new(
+        "SELECT id, order_no, user_id, status, total_fen, created_at FROM shop_order WHERE 1 = 1",
+    );
     if let Some(user_id) = f.user_id {
         sql.push(" AND user_id = ").push_bind(user_id);
     }
@@ -409,7 +422,18 @@ pub async fn list_orders(pool: &AnyPool, f: &OrderFilter<'_>) -> Result<Vec<Orde
     }
     sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(f.limit));
     let rows = sql.build().fetch_all(pool).bounded().await?;
-    rows.iter().map(order_row).collect()
+    rows.iter()
+        .map(|r| {
+            Ok(SummaryRow {
+                id: r.try_get("id")?,
+                order_no: r.try_get("order_no")?,
+                user_id: r.try_get("user_id")?,
+                status: r.try_get("status")?,
+                total_fen: r.try_get("total_fen")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
 }
 
 /// Up to `limit` unpaid orders past their deadline, claimed for this transaction (others skip them).
