@@ -153,6 +153,29 @@ for conns in ${CONNS:-64 400}; do
 done
 echo "wxshop_peak_rss_kib_after_flash $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 
+# The measured trade: order by id with a level-1 cache big enough for the whole hot set (100,000 orders walked
+# uniformly defeat any smaller in-process cache, so every read is a Redis round trip), against the memory it takes.
+# A second instance on its own port, before the burst (whose orders keep the event consumers busy for a while).
+TRADE_PORT=8082
+if [ "${TRADE:-1}" = 1 ]; then
+  echo "== run 4b: order by id with orders.local_cache_mib=${TRADE_CACHE_MIB:-192} (the whole 100k hot set in process)"
+  WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-192} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 \
+    WXSHOP_LISTEN=127.0.0.1:$TRADE_PORT WXSHOP_OPS_LISTEN=127.0.0.1:$((TRADE_PORT + 1000)) taskset -c 0 "$BIN" serve &
+  TRADE_PID=$!
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$TRADE_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  pin_services
+  SERVER_PIDS="$TRADE_PID,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"
+  # Warm: every (user, order) pair at least once (from Redis, which the main run filled).
+  taskset -c 1 wrk -t1 -c64 -d10s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$TRADE_PORT" -- "$OUT/pairs-wxshop.txt" id 1 >/dev/null
+  for conns in ${CONNS:-64 400}; do
+    OUT=$OUT python3 bench/scenario.py "trade_order_id_c$conns" "http://127.0.0.1:$TRADE_PORT" "$SHARED/bench/wrk/orders.lua" \
+      "$conns" "${DURATION:-15}" "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" id 1
+  done
+  echo "trade_peak_rss_kib $(hwm "$TRADE_PID")" >>"$OUT/rss.txt"
+  unpin_services
+  kill "$TRADE_PID"; wait "$TRADE_PID" 2>/dev/null || true
+fi
+
 if [ "${BURST:-1}" = 1 ]; then
   echo "== run 4: promotion burst: reads (first page + one order, per user) alone, then with ${BURST_RATE:-500} orders/s"
   pin_services
@@ -170,25 +193,6 @@ if [ "${BURST:-1}" = 1 ]; then
 fi
 kill "$WX_PID"; wait "$WX_PID" 2>/dev/null || true
 
-# The measured trade: order by id with a level-1 cache big enough for the whole hot set (100,000 orders walked
-# uniformly defeat any smaller in-process cache, so every read is a Redis round trip), against the memory it takes.
-if [ "${TRADE:-1}" = 1 ]; then
-  echo "== run 4b: order by id with orders.local_cache_mib=${TRADE_CACHE_MIB:-192} (the whole 100k hot set in process)"
-  WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-192} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 taskset -c 0 "$BIN" serve &
-  TRADE_PID=$!
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$WX_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  pin_services
-  SERVER_PIDS="$TRADE_PID,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"
-  # Warm: every (user, order) pair at least once (from Redis, which the main run filled).
-  taskset -c 1 wrk -t1 -c64 -d10s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" id 1 >/dev/null
-  for conns in ${CONNS:-64 400}; do
-    OUT=$OUT python3 bench/scenario.py "trade_order_id_c$conns" "http://127.0.0.1:$WX_PORT" "$SHARED/bench/wrk/orders.lua" \
-      "$conns" "${DURATION:-15}" "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" id 1
-  done
-  echo "trade_peak_rss_kib $(hwm "$TRADE_PID")" >>"$OUT/rss.txt"
-  unpin_services
-  kill "$TRADE_PID"; wait "$TRADE_PID" 2>/dev/null || true
-fi
 
 fi # GROWTH_ONLY
 
