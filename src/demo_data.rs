@@ -175,7 +175,9 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
     if !deferred.is_empty() {
         let adds: Vec<String> =
             deferred.iter().map(|(name, columns)| format!("ADD INDEX {name} ({columns})")).collect();
-        sqlx::query(&format!("ALTER TABLE shop_order {}", adds.join(", "))).execute(&db.pool).await?;
+        let mut conn = db.unbounded_connection().await?;
+        sqlx::query(&format!("ALTER TABLE shop_order {}", adds.join(", "))).execute(&mut *conn).await?;
+        conn.detach();
         tracing::info!(indexes = deferred.len(), elapsed_ms = started.elapsed().as_millis() as u64, "indexes built");
     }
     let items_total = inserted?;
@@ -205,7 +207,9 @@ async fn drop_secondary_indexes(db: &Db) -> anyhow::Result<Vec<(String, String)>
         rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("columns")?))).collect::<Result<_, sqlx::Error>>()?;
     if !indexes.is_empty() {
         let drops: Vec<String> = indexes.iter().map(|(name, _)| format!("DROP INDEX {name}")).collect();
-        sqlx::query(&format!("ALTER TABLE shop_order {}", drops.join(", "))).execute(&db.pool).await?;
+        let mut conn = db.unbounded_connection().await?;
+        sqlx::query(&format!("ALTER TABLE shop_order {}", drops.join(", "))).execute(&mut *conn).await?;
+        conn.detach();
     }
     Ok(indexes)
 }
@@ -238,6 +242,7 @@ pub async fn dev_tokens(
     if orders {
         let (first, last) = (users.first().map_or(0, |u| u.0), users.last().map_or(0, |u| u.0));
         // Ten per user, picked by the database (a user of a 5M-order history has hundreds).
+        let mut scan = db.unbounded_connection().await?;
         let rows = sqlx::query(
             "SELECT user_id, id FROM (SELECT user_id, id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id) AS n \
              FROM shop_order WHERE user_id BETWEEN ? AND ?) t WHERE n <= 10 ORDER BY user_id, id",
@@ -245,8 +250,9 @@ pub async fn dev_tokens(
         .bind(first)
         .bind(last)
         // Not bounded by the request deadline: a command-line scan of every order (5M: longer than a request).
-        .fetch_all(&db.pool)
+        .fetch_all(&mut *scan)
         .await?;
+        scan.detach();
         for row in rows {
             let ids = owned.entry(row.try_get("user_id")?).or_default();
             if ids.len() < 10 {

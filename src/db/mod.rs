@@ -205,14 +205,11 @@ impl Db {
         guard::Guard { timeout: self.write_timeout, breaker: self.breaker.clone() }
     }
 
-    /// Applies the embedded migrations of this dialect.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.dialect {
-            Dialect::Sqlite => &SQLITE_MIGRATIONS,
-            Dialect::MySql => &MYSQL_MIGRATIONS,
-        };
-        // On a connection of its own without the statement deadlines: a migration may rightly take minutes.
-        let mut conn = self.pool.acquire().await.context("connecting to apply migrations")?;
+    /// A connection without the server-side statement deadlines, for work that may rightly take minutes
+    /// (migrations, the load-test seed's index builds, a command-line scan). Detach it when done
+    /// (`conn.detach()`): it must not go back into the pool with those settings.
+    pub async fn unbounded_connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
         if self.dialect == Dialect::MySql {
             for unbounded in [
                 "SET SESSION max_statement_time = 0",
@@ -222,6 +219,17 @@ impl Db {
                 let _ = conn.execute(unbounded).await;
             }
         }
+        Ok(conn)
+    }
+
+    /// Applies the embedded migrations of this dialect.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::MySql => &MYSQL_MIGRATIONS,
+        };
+        // On a connection of its own without the statement deadlines: a migration may rightly take minutes.
+        let mut conn = self.unbounded_connection().await.context("connecting to apply migrations")?;
         let migrated = migrator.run(&mut *conn).await.context("applying database migrations");
         // Not back into the pool with those settings.
         drop(conn.detach());
