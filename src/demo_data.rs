@@ -30,6 +30,18 @@ pub struct Seeded {
 
 /// Seeds `users` users and `orders` orders (round-robin over the new users). Refused when orders exist already.
 pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: usize) -> anyhow::Result<Seeded> {
+    seed_load_test_data_deferring(db, app_id, users, orders, DEFER_INDEXES_FROM).await
+}
+
+/// [`seed_load_test_data`], building shop_order's secondary indexes after the rows (MySQL) from `defer_from`
+/// orders on.
+pub async fn seed_load_test_data_deferring(
+    db: &Db,
+    app_id: &str,
+    users: usize,
+    orders: usize,
+    defer_from: usize,
+) -> anyhow::Result<Seeded> {
     let existing: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM shop_order").fetch_one(&db.pool).bounded().await?.try_get("n")?;
     if existing > 0 && orders > 0 {
@@ -100,7 +112,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
     let first_order = next_id(db, "shop_order").await?;
     // A large seed on MySQL: shop_order's secondary indexes are built after the rows, by one sort each, instead of
     // millions of random B-tree inserts (5M orders: most of an hour with them in place on a small buffer pool).
-    let deferred = if db.dialect == crate::db::Dialect::MySql && orders >= DEFER_INDEXES_FROM {
+    let deferred = if db.dialect == crate::db::Dialect::MySql && orders >= defer_from {
         drop_secondary_indexes(db).await?
     } else {
         Vec::new()
@@ -192,7 +204,7 @@ pub async fn seed_load_test_data(db: &Db, app_id: &str, users: usize, orders: us
 }
 
 /// From this many orders, a MySQL seed builds shop_order's secondary indexes after the rows.
-const DEFER_INDEXES_FROM: usize = 200_000;
+pub const DEFER_INDEXES_FROM: usize = 200_000;
 
 /// Drops shop_order's non-unique secondary indexes and returns them (name, column list) to be built again.
 async fn drop_secondary_indexes(db: &Db) -> anyhow::Result<Vec<(String, String)>> {
@@ -203,8 +215,14 @@ async fn drop_secondary_indexes(db: &Db) -> anyhow::Result<Vec<(String, String)>
     )
     .fetch_all(&db.pool)
     .await?;
-    let indexes: Vec<(String, String)> =
-        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("columns")?))).collect::<Result<_, sqlx::Error>>()?;
+    let indexes: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            // GROUP_CONCAT comes back as a BLOB through the Any driver.
+            let columns: Vec<u8> = r.try_get("columns")?;
+            Ok((r.try_get("name")?, String::from_utf8(columns)?))
+        })
+        .collect::<anyhow::Result<_>>()?;
     if !indexes.is_empty() {
         let drops: Vec<String> = indexes.iter().map(|(name, _)| format!("DROP INDEX {name}")).collect();
         let mut conn = db.unbounded_connection().await?;
