@@ -40,6 +40,9 @@ cleanup() {
   bash "$SHARED/bench/hello/hello.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+wait_ready() { # <port> <tenths of a second>
+  for _ in $(seq "$2"); do curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+}
 
 echo "== packages"
 need=()
@@ -111,27 +114,26 @@ echo "== run 2: wxshop"
 taskset -c 0 "$BIN" serve &
 WX_PID=$!
 PIDS+=("$WX_PID")
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$WX_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$WX_PORT" 100
 sleep 1
 echo "wxshop_idle_rss_kib $(rss "$WX_PID")" >>"$OUT/rss.txt"
 DATA=$OUT/pairs-wxshop.txt OUTDIR=$OUT/wxshop python3 "$SHARED/bench/bench.py" wxshop=http://127.0.0.1:$WX_PORT \
   | tee "$OUT/wxshop.txt"
 echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 
-echo "== profile: GET /api/v1/orders/{id} at c64 for 10 s (flame graph of where wxshop spends its CPU)"
-taskset -c 1 wrk -t1 -c64 -d14s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" id 1 \
-  >"$OUT/profile-load.txt" &
-LOAD=$!
-sleep 2
-curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-id.svg"
-wait "$LOAD"
+# A flame graph of where wxshop spends its CPU: 10 s at 99 Hz under c64 load of one orders.lua mode.
+profile_under_load() { # <orders.lua mode: id|list> <svg name>
+  taskset -c 1 wrk -t1 -c64 -d14s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" "$1" 1 \
+    >"$OUT/profile-$1-load.txt" &
+  local load=$!
+  sleep 2
+  curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/$2"
+  wait "$load"
+}
+echo "== profile: GET /api/v1/orders/{id} at c64 for 10 s"
+profile_under_load id profile-order-id.svg
 echo "== profile: GET /api/v1/orders?limit=20 at c64 for 10 s"
-taskset -c 1 wrk -t1 -c64 -d14s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$WX_PORT" -- "$OUT/pairs-wxshop.txt" list 1 \
-  >"$OUT/profile-list-load.txt" &
-LOAD=$!
-sleep 2
-curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-list.svg"
-wait "$LOAD"
+profile_under_load list profile-order-list.svg
 
 echo "== run 3: wxshop flash-sale purchase attempts (a sale of 100 units sells out; then the sold-out phase)"
 ADM=$(curl -s -XPOST "http://127.0.0.1:$WX_PORT/admin/api/v1/auth/login" -H 'content-type: application/json' \
@@ -162,7 +164,7 @@ if [ "${TRADE:-1}" = 1 ]; then
   WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-192} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 \
     WXSHOP_LISTEN=127.0.0.1:$TRADE_PORT WXSHOP_OPS_LISTEN=127.0.0.1:$((TRADE_PORT + 1000)) taskset -c 0 "$BIN" serve &
   TRADE_PID=$!
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$TRADE_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_ready "$TRADE_PORT" 100
   pin_services
   SERVER_PIDS="$TRADE_PID,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"
   # Warm: every (user, order) pair at least once (from Redis, which the main run filled).
@@ -205,7 +207,7 @@ growth_run() { # <label> <size>, with WXSHOP_* set for the database under test
   WXSHOP_ORDERS__LIST_CACHE_MIB=${GROWTH_LIST_CACHE_MIB:-48} taskset -c 0 "$BIN" serve &
   local pid=$!
   # (up to 10 min: the first start on a large database runs its pending migrations, index builds included)
-  for _ in $(seq 6000); do curl -fsS "http://127.0.0.1:$WX_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_ready "$WX_PORT" 6000
   pin_services
   local pids="$pid"
   if [ -n "${WXSHOP_DATABASE_URL:-}" ]; then pids="$pid,$(pgrep -x mariadbd | head -1),$(pgrep -x redis-server | head -1)"; fi

@@ -119,69 +119,69 @@ pub async fn seed_load_test_data_deferring(
     };
     // The rows, in an async block so that the indexes are built again whatever happens to them.
     let inserted = async {
-    let mut items_total = 0;
-    for start in (0..orders).step_by(BATCH) {
-        let end = (start + BATCH).min(orders);
-        let mut order_rows = Vec::with_capacity(end - start);
-        let mut item_rows = Vec::new();
-        for i in start..end {
-            let id = first_order + i as i64;
-            let user_id = first_user + (i % users) as i64;
-            let created_at = now - rng.random_range(0..180 * DAY_MS);
-            let mut total = 0;
-            for _ in 0..rng.random_range(1..=3) {
-                let (sku_id, product_id, title, sku_title, price) = &skus[rng.random_range(0..skus.len())];
-                let quantity: i64 = rng.random_range(1..=3);
-                total += price * quantity;
-                item_rows.push((id, *sku_id, *product_id, title.clone(), sku_title.clone(), *price, quantity));
+        let mut items_total = 0;
+        for start in (0..orders).step_by(BATCH) {
+            let end = (start + BATCH).min(orders);
+            let mut order_rows = Vec::with_capacity(end - start);
+            let mut item_rows = Vec::new();
+            for i in start..end {
+                let id = first_order + i as i64;
+                let user_id = first_user + (i % users) as i64;
+                let created_at = now - rng.random_range(0..180 * DAY_MS);
+                let mut total = 0;
+                for _ in 0..rng.random_range(1..=3) {
+                    let (sku_id, product_id, title, sku_title, price) = &skus[rng.random_range(0..skus.len())];
+                    let quantity: i64 = rng.random_range(1..=3);
+                    total += price * quantity;
+                    item_rows.push((id, *sku_id, *product_id, title.clone(), sku_title.clone(), *price, quantity));
+                }
+                let status = statuses[rng.random_range(0..statuses.len())];
+                order_rows.push((id, format!("S{:021}", id), user_id, status, total, created_at));
             }
-            let status = statuses[rng.random_range(0..statuses.len())];
-            order_rows.push((id, format!("S{:021}", id), user_id, status, total, created_at));
+            items_total += item_rows.len();
+            let mut tx = db.begin_write().await?;
+            let mut sql = QueryBuilder::<Any>::new(
+                "INSERT INTO shop_order (id, order_no, user_id, status, total_fen, address, remark, pay_deadline, created_at, updated_at) ",
+            );
+            sql.push_values(&order_rows, |mut row, (id, order_no, user_id, status, total, created_at)| {
+                row.push_bind(*id)
+                    .push_bind(order_no.clone())
+                    .push_bind(*user_id)
+                    .push_bind(*status)
+                    .push_bind(*total)
+                    .push_bind(address.clone())
+                    .push_bind("")
+                    .push_bind(created_at + 30 * 60 * 1000)
+                    .push_bind(*created_at)
+                    .push_bind(*created_at);
+            });
+            sql.build().execute(&mut *tx).bounded().await?;
+            let mut sql = QueryBuilder::<Any>::new(
+                "INSERT INTO order_item (order_id, sku_id, product_id, title, sku_title, price_fen, quantity) ",
+            );
+            sql.push_values(&item_rows, |mut row, (order_id, sku_id, product_id, title, sku_title, price, quantity)| {
+                row.push_bind(*order_id)
+                    .push_bind(*sku_id)
+                    .push_bind(*product_id)
+                    .push_bind(title.clone())
+                    .push_bind(sku_title.clone())
+                    .push_bind(*price)
+                    .push_bind(*quantity);
+            });
+            sql.build().execute(&mut *tx).bounded().await?;
+            let mut sql =
+                QueryBuilder::<Any>::new("INSERT INTO order_event (order_id, from_status, to_status, actor, created_at) ");
+            sql.push_values(&order_rows, |mut row, (id, _, _, status, _, created_at)| {
+                row.push_bind(*id)
+                    .push_bind(None::<String>)
+                    .push_bind(*status)
+                    .push_bind("system:seed")
+                    .push_bind(*created_at);
+            });
+            sql.build().execute(&mut *tx).bounded().await?;
+            tx.commit().bounded().await?;
         }
-        items_total += item_rows.len();
-        let mut tx = db.begin_write().await?;
-        let mut sql = QueryBuilder::<Any>::new(
-            "INSERT INTO shop_order (id, order_no, user_id, status, total_fen, address, remark, pay_deadline, created_at, updated_at) ",
-        );
-        sql.push_values(&order_rows, |mut row, (id, order_no, user_id, status, total, created_at)| {
-            row.push_bind(*id)
-                .push_bind(order_no.clone())
-                .push_bind(*user_id)
-                .push_bind(*status)
-                .push_bind(*total)
-                .push_bind(address.clone())
-                .push_bind("")
-                .push_bind(created_at + 30 * 60 * 1000)
-                .push_bind(*created_at)
-                .push_bind(*created_at);
-        });
-        sql.build().execute(&mut *tx).bounded().await?;
-        let mut sql = QueryBuilder::<Any>::new(
-            "INSERT INTO order_item (order_id, sku_id, product_id, title, sku_title, price_fen, quantity) ",
-        );
-        sql.push_values(&item_rows, |mut row, (order_id, sku_id, product_id, title, sku_title, price, quantity)| {
-            row.push_bind(*order_id)
-                .push_bind(*sku_id)
-                .push_bind(*product_id)
-                .push_bind(title.clone())
-                .push_bind(sku_title.clone())
-                .push_bind(*price)
-                .push_bind(*quantity);
-        });
-        sql.build().execute(&mut *tx).bounded().await?;
-        let mut sql =
-            QueryBuilder::<Any>::new("INSERT INTO order_event (order_id, from_status, to_status, actor, created_at) ");
-        sql.push_values(&order_rows, |mut row, (id, _, _, status, _, created_at)| {
-            row.push_bind(*id)
-                .push_bind(None::<String>)
-                .push_bind(*status)
-                .push_bind("system:seed")
-                .push_bind(*created_at);
-        });
-        sql.build().execute(&mut *tx).bounded().await?;
-        tx.commit().bounded().await?;
-    }
-    Ok::<usize, anyhow::Error>(items_total)
+        Ok::<usize, anyhow::Error>(items_total)
     }
     .await;
     if !deferred.is_empty() {
