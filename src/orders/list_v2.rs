@@ -32,18 +32,16 @@ pub async fn list_for_user(
 ) -> Result<Bytes, AppError> {
     let PageParams { status: parsed_status, limit: page, after } = page_params(status, limit, cursor)?;
     if parsed_status.is_some() || after.is_some() || page != PageLimit::DEFAULT {
-        return render(&query::list_for_user(app, user_id, status, limit, cursor).await?);
+        let page = query::list_for_user(app, user_id, status, limit, cursor).await?;
+        return Ok(Bytes::from(serde_json::to_vec(&page).map_err(anyhow::Error::from)?));
     }
     let mut key = itoa::Buffer::new();
     app.order_lists
         .get_or_load(key.format(user_id), || async {
             let first = query::list_for_user(app, user_id, None, None, None).await?;
-            Ok((render(&first)?, TTL))
+            // Copied to an exactly sized buffer: the level-1 cache keeps it for the entry's life.
+            let json = serde_json::to_vec(&first).map_err(anyhow::Error::from)?;
+            Ok((Bytes::copy_from_slice(&json), TTL))
         })
         .await
-}
-
-fn render(page: &crate::orders::model::OrderPage) -> Result<Bytes, AppError> {
-    // Copied to an exactly sized buffer: the level-1 cache keeps it for the entry's life.
-    Ok(Bytes::copy_from_slice(&serde_json::to_vec(page).map_err(anyhow::Error::from)?))
 }
