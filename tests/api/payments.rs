@@ -81,6 +81,20 @@ async fn deliveries(app: &TestApp) -> Vec<Value> {
     body.as_array().unwrap().clone()
 }
 
+/// The simulator's deliveries once `n` are recorded (or what there is after 5 s). The simulator records a delivery
+/// when our answer reaches it, which is after the order is paid: an order seen paid does not mean its notification's
+/// answer has been recorded yet.
+async fn deliveries_when(app: &TestApp, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let sent = deliveries(app).await;
+        if sent.len() >= n || std::time::Instant::now() > deadline {
+            return sent;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Moves an order's payment deadline into the past (for the sweep).
 async fn expire(app: &TestApp, order_id: i64) {
     sqlx::query("UPDATE shop_order SET pay_deadline = 0 WHERE id = ?")
@@ -128,7 +142,7 @@ async fn an_order_is_paid_through_the_cashier_and_the_signed_notification() {
         assert_eq!(view["order_status"], "paid");
         assert!(view["transaction_id"].as_str().unwrap().starts_with("4200"));
         assert_eq!(paid_transitions(&app, order).await, 1);
-        let sent = deliveries(&app).await;
+        let sent = deliveries_when(&app, 1).await;
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert_eq!((sent[0]["kind"].as_str(), sent[0]["status"].as_u64()), (Some("valid"), Some(204)));
         // Paid: no second payment.
@@ -175,7 +189,7 @@ async fn forged_stale_unknown_key_and_probe_notifications_are_refused_then_the_r
         .await;
         assert_eq!(cashier(&app, &fields, "pay").await, "requestPayment:ok");
         assert!(becomes(&app, order, "paid").await);
-        let sent = deliveries(&app).await;
+        let sent = deliveries_when(&app, 5).await;
         let kinds: Vec<(&str, u64)> =
             sent.iter().map(|d| (d["kind"].as_str().unwrap(), d["status"].as_u64().unwrap())).collect();
         assert_eq!(
@@ -437,7 +451,7 @@ async fn notifications_signed_by_either_key_are_accepted_during_a_migration() {
             let order = new_order(&app, &token, address).await;
             pay_fully(&app, &token, order).await;
         }
-        let sent = deliveries(&app).await;
+        let sent = deliveries_when(&app, 2).await;
         let serials: Vec<&str> = sent.iter().map(|d| d["serial"].as_str().unwrap()).collect();
         assert_eq!(serials, [keys::CERTIFICATE_SERIAL, keys::PUBLIC_KEY_ID]);
         assert!(sent.iter().all(|d| d["status"] == 204 && d["kind"] == "valid"), "{sent:?}");
