@@ -116,6 +116,11 @@ if "burst_reads_only" in scen:
         print(f"\norder creation during the burst: {burst['sent']:,} sent over {burst['seconds']} s ({burst['rate']}/s), "
               f"answers {burst['statuses']}, p50 {burst['p50_ms']} ms, p99 {burst['p99_ms']} ms, "
               f"{burst['late_by_50ms']} sent more than 50 ms late")
+    alone_path = os.path.join(out, "orders-alone.json")
+    if os.path.exists(alone_path):
+        alone = json.load(open(alone_path))
+        print(f"order creation alone: {alone['rate']}/s, answers {alone['statuses']}, p50 {alone['p50_ms']} ms, "
+              f"p99 {alone['p99_ms']} ms; server CPU per created order (ms): {alone.get('cpu_ms_per_order')}")
 trade = [scen[n] for n in sorted(scen) if n.startswith("trade_order_id_c")]
 if trade:
     print("\n| order by id, level-1 cache holding all 100k orders (the measured trade) | conns | RPS | p99 ms | server µs/req | /peer RPS | /peer p99 | peak RSS |")

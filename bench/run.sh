@@ -191,6 +191,17 @@ if [ "${BURST:-1}" = 1 ]; then
   OUT=$OUT python3 bench/scenario.py burst_reads_during "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 "${DURATION:-15}" \
     "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" mixed
   wait "$BURST_PID"
+  # Where an order's cost goes: order creation alone at the same rate, a flame graph of wxshop meanwhile, and the
+  # CPU each server process spends per created order.
+  echo "== profile: POST /api/v1/orders alone at ${BURST_RATE:-500}/s for 10 s"
+  sleep 5 # the burst's events relayed and consumed
+  SERVER_PIDS="wxshop:$WX_PID,mariadbd:$(pgrep -x mariadbd | head -1),redis:$(pgrep -x redis-server | head -1)" \
+    taskset -c 1 python3 bench/burst_orders.py "http://127.0.0.1:$WX_PORT" "$OUT/buyers-wxshop.txt" "${BURST_RATE:-500}" \
+    14 1 "$OUT/orders-alone.json" &
+  ORDERS_PID=$!
+  sleep 2
+  curl -s "http://127.0.0.1:$WX_OPS/debug/pprof/profile?seconds=10&format=svg" >"$OUT/profile-order-create.svg"
+  wait "$ORDERS_PID"
   unpin_services
 fi
 kill "$WX_PID"; wait "$WX_PID" 2>/dev/null || true

@@ -262,9 +262,10 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
             price_fen: sale.price_fen,
             quantity: row.quantity,
         };
-        order_store::insert_items(&mut tx, order_id, &[item]).await?;
+        let items = [item];
+        order_store::insert_items(&mut tx, order_id, &items).await?;
         order_store::insert_event(&mut tx, order_id, None, status, "system:flash_sale", now).await?;
-        order_store::order_created(&mut tx, order_id).await?;
+        order_store::order_created(&mut tx, order_id, &new, &items).await?;
         store::mark_created(&mut tx, &row.id, order_id, now).await?;
         tx.commit().bounded().await?;
         Ok((Outcome::Created(order_id), None))

@@ -1,4 +1,4 @@
-//! Cross-cutting request handling: error bodies, timeouts, panics and request metrics.
+//! Cross-cutting request handling: error bodies, timeouts, statement deadlines, panics and request metrics.
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -13,20 +13,9 @@ use axum::Json;
 
 use crate::error::{status_code_name, AppError, ErrorBody};
 
-/// Runs the request with every database statement bounded ([`crate::db::guard`]): the read deadline for GET and
-/// HEAD, the write deadline for anything else.
-pub async fn bound_statements(State(db): State<crate::db::Db>, req: Request, next: Next) -> Response {
-    let guard = match *req.method() {
-        axum::http::Method::GET | axum::http::Method::HEAD => db.read_guard(),
-        _ => db.write_guard(),
-    };
-    crate::db::guard::scope(guard, next.run(req)).await
-}
-
 /// Gives every error response the `{"code", "message"}` body, including those made by layers and the router
 /// (405, 413, …) which come with an empty or plain-text body.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+fn json_error_body(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
@@ -48,12 +37,25 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
 }
 
-/// Answers 503 `request_timeout` when the handler runs longer than the configured limit.
-pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// What [`bounded`] needs: the database (for its statement deadlines) and the request's time limit.
+#[derive(Clone)]
+pub struct Limits {
+    pub db: crate::db::Db,
+    pub timeout: Duration,
+}
+
+/// Runs the handler within the request's limits, in one layer: every database statement bounded
+/// ([`crate::db::guard`]: the read deadline for GET and HEAD, the write deadline for anything else), and the whole
+/// handler answered with a 503 `request_timeout` once it runs longer than the configured limit.
+pub async fn bounded(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    let guard = match *req.method() {
+        axum::http::Method::GET | axum::http::Method::HEAD => limits.db.read_guard(),
+        _ => limits.db.write_guard(),
+    };
+    match tokio::time::timeout(limits.timeout, crate::db::guard::scope(guard, next.run(req))).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            tracing::warn!(limit_ms = limits.timeout.as_millis() as u64, "request timed out");
             AppError::Unavailable { code: "request_timeout", message: "the request took too long".into() }
                 .into_response()
         }
@@ -83,14 +85,15 @@ pub fn route_label(req: &Request) -> &str {
     }
 }
 
-/// Counts requests by method, route template and status, and records their latency. Labels are `&'static str`
+/// The response side of every request, in one layer: counts requests by method, route template and status, records
+/// their latency, and gives error responses our JSON body ([`json_error_body`]). Labels are `&'static str`
 /// (interned route templates, fixed method and status names), so recording allocates nothing.
-pub async fn track_metrics(req: Request, next: Next) -> Response {
+pub async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = intern(route_label(&req));
     let method = method_label(req.method());
     crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let response = next.run(req).await;
+    let response = json_error_body(next.run(req).await);
     crate::ops::IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let status = status_label(response.status());
     let elapsed = start.elapsed().as_secs_f64();

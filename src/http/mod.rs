@@ -100,7 +100,8 @@ pub fn docs_ui() -> Router<AppState> {
 }
 
 /// Wraps the router in the middleware every request goes through (outermost first):
-/// request id → trace span → compression → metrics → JSON error bodies → panic catcher → CORS → body limit → timeout.
+/// request id → trace span → compression → metrics and JSON error bodies → panic catcher → CORS → body limit →
+/// timeout and statement deadlines.
 pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let body_limit = config.http.body_limit_bytes;
@@ -108,8 +109,10 @@ pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> R
 
     let router = router
         .fallback(route_not_found)
-        .layer(axum::middleware::from_fn_with_state(db.clone(), middleware::bound_statements))
-        .layer(axum::middleware::from_fn_with_state(timeout, middleware::request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Limits { db: db.clone(), timeout },
+            middleware::bounded,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit));
     let router = match cors_layer(config) {
@@ -118,8 +121,7 @@ pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> R
     };
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(axum::middleware::from_fn(middleware::observe))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(record_response))

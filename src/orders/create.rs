@@ -197,12 +197,8 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
             return Err(AppError::conflict("sku_unavailable", format!("sku {sku_id} is not for sale")));
         };
         let quantity = wanted[sku_id];
-        // Ascending SKU order: every order transaction locks rows in the same order.
-        if !store::take_stock(&mut tx, *sku_id, quantity, now, "order").await? {
-            return Err(AppError::conflict(
-                "insufficient_stock",
-                format!("sku {sku_id} has {} left, {quantity} wanted", sku.stock.min(quantity.saturating_sub(1))),
-            ));
+        if sku.stock < quantity {
+            return Err(insufficient_stock(*sku_id, sku.stock, quantity));
         }
         total = sku
             .price_fen
@@ -250,7 +246,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     }
     store::insert_items(&mut tx, id, &items).await?;
     store::insert_event(&mut tx, id, None, status, &format!("user:{user_id}"), now).await?;
-    store::order_created(&mut tx, id).await?;
+    store::order_created(&mut tx, id, &new, &items).await?;
     if request.from_cart {
         store::remove_from_cart(&mut tx, user_id, &sku_ids).await?;
     }
@@ -274,11 +270,25 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     if let Some(key) = key {
         key_store::complete_key(&mut tx, user_id, key, 201, &body).await?;
     }
+    // The stock last, just before the commit: a best seller's SKU row is what every order of a promotion locks, so
+    // each holds that lock for two statements and the commit, not for the whole order. Ascending SKU order: every
+    // order transaction locks these rows in the same order. Should a line fall short now, the transaction rolls
+    // back with everything it wrote.
+    for line in &order.items {
+        if !store::take_stock(&mut tx, line.sku_id, line.quantity, now, "order").await? {
+            let left = skus.iter().find(|s| s.sku_id == line.sku_id).map_or(0, |s| s.stock);
+            return Err(insufficient_stock(line.sku_id, left, line.quantity));
+        }
+    }
     tx.commit().bounded().await?;
     // A "no such order" may be cached for this id (someone probed it): drop it.
-    crate::orders::changed(app, id).await;
+    crate::orders::changed_owned_by(app, id, user_id).await;
     metrics::counter!("orders_created_total").increment(1);
     Ok(Bytes::from(body))
+}
+
+fn insufficient_stock(sku_id: i64, left: i64, wanted: i64) -> AppError {
+    AppError::conflict("insufficient_stock", format!("sku {sku_id} has {} left, {wanted} wanted", left.min(wanted - 1)))
 }
 
 pub fn item(row: ItemRow) -> OrderItem {

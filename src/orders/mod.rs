@@ -82,12 +82,20 @@ impl OrderStatus {
 /// An order changed: its cached response and its owner's cached first page of orders are dropped on every
 /// instance. The owner is looked up by primary key; should that fail, the list expires within a minute anyway.
 pub async fn changed(app: &crate::state::App, order_id: i64) {
-    app.order_cache.invalidate(&order_id.to_string()).await;
     match store::owner_of(&app.db.pool, order_id).await {
-        Ok(Some(user_id)) => app.order_lists.invalidate(&user_id.to_string()).await,
-        Ok(None) => {}
-        Err(error) => tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list"),
+        Ok(Some(user_id)) => changed_owned_by(app, order_id, user_id).await,
+        Ok(None) => app.order_cache.invalidate(&order_id.to_string()).await,
+        Err(error) => {
+            app.order_cache.invalidate(&order_id.to_string()).await;
+            tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list");
+        }
     }
+}
+
+/// [`changed`] where the caller knows the owner (it just created the order): no lookup.
+pub async fn changed_owned_by(app: &crate::state::App, order_id: i64, user_id: i64) {
+    app.order_cache.invalidate(&order_id.to_string()).await;
+    app.order_lists.invalidate(&user_id.to_string()).await;
 }
 
 #[cfg(test)]

@@ -207,11 +207,15 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     })
 }
 
-/// Records `order.created` with the order's lines (inside the creating transaction, after its rows).
-pub async fn order_created(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
-    let order = find_order(&mut *conn, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-    let items: Vec<serde_json::Value> = items_of(&mut *conn, id)
-        .await?
+/// Records `order.created` with the order's lines (inside the creating transaction, after its rows), from what the
+/// creating code already holds: no read-back of the rows it just wrote.
+pub async fn order_created(
+    conn: &mut AnyConnection,
+    id: i64,
+    order: &NewOrder<'_>,
+    items: &[ItemRow],
+) -> Result<(), sqlx::Error> {
+    let items: Vec<serde_json::Value> = items
         .iter()
         .map(|i| serde_json::json!({ "sku_id": i.sku_id, "quantity": i.quantity, "price_fen": i.price_fen }))
         .collect();

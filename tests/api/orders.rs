@@ -124,12 +124,16 @@ async fn an_order_is_all_or_nothing() {
     }
 }
 
+const STOCK_EVENTS_OF_SKU_7: &str =
+    "SELECT COUNT(*) FROM outbox WHERE type = 'cn.wxshop.sku.stock_changed.v1' AND aggregateid = '7'";
+
 #[tokio::test]
 async fn concurrent_orders_never_oversell() {
     for backend in backends() {
         let app = spawn_app_with(&backend, |c| c.db.acquire_timeout_ms = 10_000).await;
         let peer = if backend.is_scale_out() { Some(app.spawn_peer().await) } else { None };
         set_stock(&app, 7, 50).await;
+        let stock_events_before = count(&app, STOCK_EVENTS_OF_SKU_7).await;
         let mut buyers = Vec::new();
         for i in 0..40 {
             buyers.push(shopper(&app, &format!("buyer-{i}")).await);
@@ -159,6 +163,12 @@ async fn concurrent_orders_never_oversell() {
             count(&app, "SELECT CAST(COALESCE(SUM(quantity), 0) AS SIGNED) FROM order_item WHERE sku_id = 7").await,
             50
         );
+        // The stock is taken last, after the order's rows and events: a request that lost the race there rolled
+        // all of them back, its events too.
+        let created_events = "SELECT COUNT(*) FROM outbox WHERE type = 'cn.wxshop.order.created.v1'";
+        assert_eq!(count(&app, created_events).await, 50);
+        assert_eq!(count(&app, STOCK_EVENTS_OF_SKU_7).await, stock_events_before + 50);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM order_event").await, 50);
     }
 }
 
