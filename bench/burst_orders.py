@@ -9,6 +9,8 @@ With SERVER_PIDS=name:pid,name:pid (wxshop, its MariaDB and its Redis), the resu
 system) each of them spent per created order during the run: `cpu_ms_per_order`."""
 import http.client, json, os, sys, threading, time, urllib.parse, uuid
 
+from scenario import HZ, ticks  # bench/scenario.py: CPU ticks (user + system) of a set of processes
+
 base, tokens_file, rate, seconds, sku, result_path = sys.argv[1:7]
 rate, seconds = float(rate), float(seconds)
 url = urllib.parse.urlparse(base)
@@ -48,29 +50,15 @@ def worker(w):
             latencies.append(time.monotonic() - t0)
 
 
-
-
-def cpu_ticks(pids):
-    out = {}
-    for name, pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[name] = int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-        except FileNotFoundError:
-            out[name] = 0
-    return out
-
-
 server_pids = [p.split(":", 1) for p in os.environ.get("SERVER_PIDS", "").split(",") if ":" in p]
-cpu_before = cpu_ticks(server_pids)
+cpu_before = {name: ticks([pid]) for name, pid in server_pids}
 threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
 elapsed = time.monotonic() - start
-cpu_after = cpu_ticks(server_pids)
+cpu_after = {name: ticks([pid]) for name, pid in server_pids}
 created = statuses.get(201, 0)
 latencies.sort()
 pct = lambda p: round(1000 * latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 2) if latencies else 0
@@ -78,8 +66,7 @@ summary = {"sent": total, "seconds": round(elapsed, 2), "rate": round(total / el
            "statuses": {str(k): v for k, v in statuses.items()}, "p50_ms": pct(50), "p99_ms": pct(99),
            "late_by_50ms": late[0]}
 if server_pids and created:
-    hz = os.sysconf("SC_CLK_TCK")
-    summary["cpu_ms_per_order"] = {name: round(1000 * (cpu_after[name] - cpu_before[name]) / hz / created, 3)
+    summary["cpu_ms_per_order"] = {name: round(1000 * (cpu_after[name] - cpu_before[name]) / HZ / created, 3)
                                    for name, _ in server_pids}
 json.dump(summary, open(result_path, "w"))
 print(json.dumps(summary))

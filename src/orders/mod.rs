@@ -84,10 +84,11 @@ impl OrderStatus {
 pub async fn changed(app: &crate::state::App, order_id: i64) {
     match store::owner_of(&app.db.pool, order_id).await {
         Ok(Some(user_id)) => changed_owned_by(app, order_id, user_id).await,
-        Ok(None) => app.order_cache.invalidate(&order_id.to_string()).await,
-        Err(error) => {
+        owner => {
+            if let Err(error) = owner {
+                tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list");
+            }
             app.order_cache.invalidate(&order_id.to_string()).await;
-            tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list");
         }
     }
 }

@@ -85,14 +85,8 @@ async fn deliveries(app: &TestApp) -> Vec<Value> {
 /// when our answer reaches it, which is after the order is paid: an order seen paid does not mean its notification's
 /// answer has been recorded yet.
 async fn deliveries_when(app: &TestApp, n: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let sent = deliveries(app).await;
-        if sent.len() >= n || std::time::Instant::now() > deadline {
-            return sent;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), || async { deliveries(app).await.len() >= n }).await;
+    deliveries(app).await
 }
 
 /// Moves an order's payment deadline into the past (for the sweep).
