@@ -89,6 +89,10 @@ pub struct OrdersConfig {
     pub local_cache_mib: u64,
     /// In-process (level 1) cache of users' first order-list pages, in MiB (responses and bookkeeping).
     pub list_cache_mib: u64,
+    /// In-process (level 1) lifetime of a user's cached first order-list page. Pages are invalidated on every
+    /// instance on each change to the user's orders; this only bounds a missed invalidation, within the 60 s that
+    /// the page lives in Redis.
+    pub list_local_cache_ttl_ms: u64,
     /// How long "no such order" is cached.
     pub negative_cache_ttl_secs: u64,
     /// How long an Idempotency-Key and its response are kept.
@@ -356,7 +360,8 @@ impl Default for Config {
                 cache_ttl_secs: 300,
                 local_cache_ttl_ms: 5_000,
                 local_cache_mib: 8,
-                list_cache_mib: 16,
+                list_cache_mib: 24,
+                list_local_cache_ttl_ms: 30_000,
                 negative_cache_ttl_secs: 5,
                 idempotency_ttl_secs: 24 * 3600,
                 auto_complete_days: 10,

@@ -108,7 +108,7 @@ impl Application {
             order_lists: Layered::new(
                 "order_list",
                 redis.clone(),
-                Duration::from_millis(config.orders.local_cache_ttl_ms),
+                Duration::from_millis(config.orders.list_local_cache_ttl_ms),
                 config.orders.list_cache_mib * 1024 * 1024,
             ),
             flags: crate::flags::Flags::new(

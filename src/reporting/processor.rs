@@ -5,7 +5,7 @@
 //! to the `<prefix>track` topic through the outbox. Processed rows are deleted after 8 days (the deduplication
 //! window: the SDK keeps events offline for up to 7).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Row};
@@ -86,8 +86,10 @@ async fn batch_once(app: &App) -> Result<usize, AppError> {
         return Ok(0);
     }
     let forward = !crate::events::bus::uses_log(app);
-    // Ordered maps: every processor upserts the aggregates in the same key order.
+    // Ordered: every processor writes visitors and aggregates in the same key order, so two of them (instances
+    // sharing the work) wait for each other instead of deadlocking on InnoDB's gap locks.
     let mut counts: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    let mut visitors: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut perf: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
     let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -100,10 +102,8 @@ async fn batch_once(app: &App) -> Result<usize, AppError> {
         let key = (day.clone(), page.clone());
         match kind.as_str() {
             "page_view" => {
-                counts.entry(key.clone()).or_default().pv += 1;
-                if new_visitor(&mut tx, app.db.dialect, &day, &page, &source).await? {
-                    counts.entry(key).or_default().uv += 1;
-                }
+                counts.entry(key).or_default().pv += 1;
+                visitors.insert((day, page.clone(), source.clone()));
             }
             "click" => counts.entry(key).or_default().clicks += 1,
             "error" => counts.entry(key).or_default().errors += 1,
@@ -119,6 +119,11 @@ async fn batch_once(app: &App) -> Result<usize, AppError> {
             let data = serde_json::json!({ "source": source, "event_id": event_id, "type": kind, "page": page, "props": props });
             crate::events::record(&mut tx, crate::events::Event::new("track", &source, format!("track.{kind}"), data))
                 .await?;
+        }
+    }
+    for (day, page, visitor) in visitors {
+        if new_visitor(&mut tx, app.db.dialect, &day, &page, &visitor).await? {
+            counts.entry((day, page)).or_default().uv += 1;
         }
     }
     for ((day, page), c) in counts {
