@@ -239,10 +239,9 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         }
         let (Some(Ok(address)), Some(sku)) = (snapshot, sku) else { unreachable!("checked above") };
         let total = sale.price_fen * row.quantity;
-        let order_no = crate::orders::create::order_number(now);
         let status = OrderStatus::PendingPayment.as_str();
-        let new = NewOrder {
-            order_no: &order_no,
+        let mut new = NewOrder {
+            order_no: order_store::order_number(now),
             user_id: row.user_id,
             status,
             total_fen: total,
@@ -253,7 +252,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
             coupon_id: None,
             discount_fen: 0,
         };
-        let order_id = order_store::insert_order(&mut tx, &new, now).await?;
+        let order_id = order_store::insert_order(&mut tx, &mut new, now).await?;
         let item = ItemRow {
             sku_id: sku.sku_id,
             product_id: sku.product_id,

@@ -223,10 +223,9 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     let address = Address::from(address);
     let address_json = crate::addresses::service::snapshot(address.clone())?;
     let pay_deadline = now + app.config.orders.payment_timeout_secs as i64 * 1_000;
-    let order_no = order_number(now);
     let status = OrderStatus::PendingPayment.as_str();
-    let new = NewOrder {
-        order_no: &order_no,
+    let mut new = NewOrder {
+        order_no: store::order_number(now),
         user_id,
         status,
         total_fen: total,
@@ -237,7 +236,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         coupon_id: request.coupon_id,
         discount_fen: discount,
     };
-    let id = store::insert_order(&mut tx, &new, now).await?;
+    let id = store::insert_order(&mut tx, &mut new, now).await?;
     if let Some(coupon_id) = request.coupon_id {
         // Conditional on `unused`: of concurrent orders with one coupon, exactly one gets here first.
         if !coupons::store::mark_used(&mut tx, coupon_id, user_id, id, now).await? {
@@ -252,7 +251,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     }
     let order = Order {
         id,
-        order_no,
+        order_no: new.order_no,
         status: status.to_owned(),
         total_fen: total,
         discount_fen: discount,
@@ -300,20 +299,4 @@ pub fn item(row: ItemRow) -> OrderItem {
         price_fen: row.price_fen,
         quantity: row.quantity,
     }
-}
-
-/// `YYYYMMDDhhmmss` (UTC) and 8 random digits.
-pub(crate) fn order_number(now_ms: i64) -> String {
-    use rand::Rng;
-    let time = time::OffsetDateTime::from_unix_timestamp(now_ms / 1_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}{:08}",
-        time.year(),
-        u8::from(time.month()),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        rand::rng().random_range(0..100_000_000u32)
-    )
 }
