@@ -336,6 +336,33 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Retention: deletes old rows in batches without locking the table. `select` is a plain `SELECT <key> FROM <table>
+/// WHERE … ORDER BY <key> LIMIT n` with one `?` (bound to `bound`): a consistent read, no locks. The rows it names are
+/// then deleted by key, and only while they still match `still` (a condition with one `?`, bound to `bound`), so the
+/// delete locks those rows alone. (`DELETE … WHERE key IN (SELECT … FROM the same table …)` is planned on MySQL as a
+/// scan of the whole table under exclusive locks: every insert waits for it, and concurrent order transactions
+/// deadlock against it.) Returns how many rows were deleted.
+pub async fn purge_batch(
+    pool: &AnyPool,
+    table: &str,
+    key: &str,
+    select: &str,
+    still: &str,
+    bound: i64,
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(select).bind(bound).fetch_all(pool).bounded().await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let sql = format!("DELETE FROM {table} WHERE {key} IN ({placeholders}) AND {still}");
+    let mut query = sqlx::query(&sql);
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    Ok(query.bind(bound).execute(pool).bounded().await?.rows_affected())
+}
+
 /// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
 /// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
 pub async fn retry_transient<T, F, Fut>(mut body: F) -> Result<T, crate::error::AppError>

@@ -127,17 +127,18 @@ pub async fn backlog(pool: &AnyPool, now: i64) -> Result<(i64, i64), sqlx::Error
 /// Deletes published rows older than `before` that every in-process consumer has read (at most 1,000 a call).
 pub async fn purge(pool: &AnyPool, dialect: Dialect, before: i64) -> Result<u64, sqlx::Error> {
     let _ = dialect;
-    let done = sqlx::query(
-        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM (SELECT seq FROM outbox WHERE published_at > 0 \
-         AND published_at < ? AND (log_offset IS NULL OR log_offset <= (SELECT COALESCE(MIN(log_offset), 0) FROM consumer_offset)) \
-         ORDER BY seq LIMIT 1000) AS old)",
+    let done = crate::db::purge_batch(
+        pool,
+        "outbox",
+        "seq",
+        "SELECT seq FROM outbox WHERE published_at > 0 AND published_at < ? AND (log_offset IS NULL \
+         OR log_offset <= (SELECT COALESCE(MIN(log_offset), 0) FROM consumer_offset)) ORDER BY seq LIMIT 1000",
+        "published_at > 0 AND published_at < ?",
+        before,
     )
-    .bind(before)
-    .execute(pool)
-    .bounded()
     .await?;
     sqlx::query("DELETE FROM processed_event WHERE processed_at < ?").bind(before).execute(pool).bounded().await?;
-    Ok(done.rows_affected())
+    Ok(done)
 }
 
 /// Takes or renews the lease `name` for `holder` until `expires_at`; false when someone else holds it.

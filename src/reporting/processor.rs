@@ -183,13 +183,14 @@ async fn new_visitor(
 }
 
 async fn purge(app: &App, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM track_event WHERE id IN (SELECT id FROM (SELECT id FROM track_event WHERE processed = 1 \
-         AND received_at < ? ORDER BY id LIMIT 5000) AS old)",
+    crate::db::purge_batch(
+        &app.db.pool,
+        "track_event",
+        "id",
+        "SELECT id FROM track_event WHERE processed = 1 AND received_at < ? ORDER BY id LIMIT 5000",
+        "processed = 1 AND received_at < ?",
+        now - KEEP_MS,
     )
-    .bind(now - KEEP_MS)
-    .execute(&app.db.pool)
-    .bounded()
     .await?;
     sqlx::query("DELETE FROM track_bad_row WHERE received_at < ?")
         .bind(now - 30 * 86_400_000)
