@@ -97,7 +97,7 @@ impl OwnMariaDb {
     pub async fn start() -> OwnMariaDb {
         let dir = tempfile::tempdir().unwrap();
         // A temporary directory of its own: bootstraps running at once in the shared /tmp collide on the names of
-        // their temporary tables ("Unknown table 'mysql.tmp_user_sys'", seen in CI: 1 in 6 with four at once).
+        // their temporary tables ("Unknown table 'mysql.tmp_user_sys'": seen once in CI; 2 of 12 with four at once here).
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         let installed = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
