@@ -1,5 +1,6 @@
-//! Small cryptographic helpers: random tokens, SHA-256 and HMAC, and AES-256-GCM for secrets kept at rest
-//! (a WeChat `session_key` is stored encrypted, never in the clear).
+//! Small cryptographic helpers: random tokens, SHA-256 and HMAC, the percent-encoding that request signatures
+//! (S3, COS, OSS, Aliyun CDN) canonicalize with, and AES-256-GCM for secrets kept at rest (a WeChat `session_key`
+//! is stored encrypted, never in the clear).
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -7,6 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// `n` random bytes from the OS-seeded CSPRNG, base64url without padding.
@@ -25,6 +27,31 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
+}
+
+pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Compares two signatures in time that depends on their length only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// RFC 3986 encoding as SigV4 (and Aliyun's RPC signature) wants it: unreserved characters kept, everything else
+/// `%XX`; `/` kept only in paths.
+pub fn uri_encode(input: &str, encode_slash: bool) -> String {
+    let mut out = String::with_capacity(input.len());
+    for byte in input.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'/' if !encode_slash => out.push('/'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// Encrypts small secrets for storage: AES-256-GCM, random 96-bit nonce, stored as base64(nonce || ciphertext).

@@ -95,13 +95,13 @@ pub fn sign(method: &str, params: &[(String, String)], secret: &str) -> String {
     sorted.sort();
     let canonical = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
     let string_to_sign = format!("{method}&{}&{}", percent_encode("/"), percent_encode(&canonical));
-    let mac = crate::uploads::policy::hmac_sha1(format!("{secret}&").as_bytes(), string_to_sign.as_bytes());
+    let mac = crate::crypto::hmac_sha1(format!("{secret}&").as_bytes(), string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
 /// Aliyun's percent-encoding: RFC 3986 unreserved characters kept, everything else `%XX` (so a space is `%20`).
 pub fn percent_encode(value: &str) -> String {
-    crate::uploads::policy::uri_encode(value, true)
+    crate::crypto::uri_encode(value, true)
 }
 
 #[cfg(test)]

@@ -8,15 +8,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use crate::config::{Config, DbKind};
 
 pub mod guard;
+mod query;
+mod times;
+
 pub use guard::Bounded;
+pub use query::{get_text, insert_returning_id, newest_first, purge_batch, retry_transient};
+pub use times::{now_ms, parse_rfc3339, rfc3339, rfc3339_beijing};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
@@ -261,33 +265,6 @@ impl Db {
     }
 }
 
-/// Runs an INSERT and returns the generated id. sqlx's Any driver reports MySQL's `LAST_INSERT_ID()` but drops
-/// SQLite's rowid (sqlx 0.8 `sqlx-sqlite/src/any.rs` `map_result`), so SQLite asks for it on the same connection.
-pub async fn insert_returning_id<'q>(
-    conn: &mut AnyConnection,
-    query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
-) -> Result<i64, sqlx::Error> {
-    let result = query.execute(&mut *conn).bounded().await?;
-    if let Some(id) = result.last_insert_id() {
-        return Ok(id);
-    }
-    sqlx::query("SELECT last_insert_rowid() AS id").fetch_one(&mut *conn).bounded().await?.try_get("id")
-}
-
-/// Reads a TEXT column. Through sqlx's Any driver MySQL reports TEXT as BLOB (the protocol's type for both), so
-/// bytes are accepted too, provided they are UTF-8.
-pub fn get_text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
-    match row.try_get::<String, _>(column) {
-        Ok(text) => Ok(text),
-        Err(sqlx::Error::ColumnDecode { .. }) => {
-            let bytes: Vec<u8> = row.try_get(column)?;
-            String::from_utf8(bytes)
-                .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
-        }
-        Err(other) => Err(other),
-    }
-}
-
 /// Statements run on every new connection.
 fn session_setup(dialect: Dialect) -> &'static [&'static str] {
     match dialect {
@@ -336,131 +313,9 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retention: deletes old rows in batches without locking the table. `select` is a plain `SELECT <key> FROM <table>
-/// WHERE … ORDER BY <key> LIMIT n` with one `?` (bound to `bound`): a consistent read, no locks. The rows it names are
-/// then deleted by key, and only while they still match `still` (a condition with one `?`, bound to `bound`), so the
-/// delete locks those rows alone. (`DELETE … WHERE key IN (SELECT … FROM the same table …)` is planned on MySQL as a
-/// scan of the whole table under exclusive locks: every insert waits for it, and concurrent order transactions
-/// deadlock against it.) Returns how many rows were deleted.
-pub async fn purge_batch(
-    pool: &AnyPool,
-    table: &str,
-    key: &str,
-    select: &str,
-    still: &str,
-    bound: i64,
-) -> Result<u64, sqlx::Error> {
-    let ids: Vec<i64> = sqlx::query_scalar(select).bind(bound).fetch_all(pool).bounded().await?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let placeholders = vec!["?"; ids.len()].join(", ");
-    let sql = format!("DELETE FROM {table} WHERE {key} IN ({placeholders}) AND {still}");
-    let mut query = sqlx::query(&sql);
-    for id in &ids {
-        query = query.bind(*id);
-    }
-    Ok(query.bind(bound).execute(pool).bounded().await?.rows_affected())
-}
-
-/// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
-/// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
-pub async fn retry_transient<T, F, Fut>(mut body: F) -> Result<T, crate::error::AppError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match body().await {
-            Err(error) if error.is_transient() && attempt < 3 => {
-                metrics::counter!("db_transaction_retries_total").increment(1);
-                tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
-                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch: how every timestamp is stored.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
-/// Epoch milliseconds as RFC 3339 UTC, how every timestamp is sent.
-/// Rows of `select` (a `SELECT … FROM table` without WHERE) newest first by `id`: with `open`, only rows matching that
-/// condition (its one `?` bound to the given time); with `before_id`, only older rows (a keyset cursor); `limit + 1`
-/// rows, for [`crate::domain::cut_page`].
-pub async fn newest_first(
-    pool: &AnyPool,
-    select: &str,
-    open: Option<(&str, i64)>,
-    before_id: Option<i64>,
-    limit: u32,
-) -> Result<Vec<AnyRow>, sqlx::Error> {
-    let mut sql = format!("{select} WHERE 1 = 1");
-    if let Some((condition, _)) = open {
-        sql.push_str(&format!(" AND {condition}"));
-    }
-    if before_id.is_some() {
-        sql.push_str(" AND id < ?");
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut query = sqlx::query(&sql);
-    if let Some((_, now)) = open {
-        query = query.bind(now);
-    }
-    if let Some(id) = before_id {
-        query = query.bind(id);
-    }
-    query.bind(limit as i64 + 1).fetch_all(pool).bounded().await
-}
-
-/// Parses an RFC 3339 time (`2026-11-24T10:00:00+08:00`) into epoch milliseconds; a 422 naming `field` otherwise.
-pub fn parse_rfc3339(field: &str, value: &str) -> Result<i64, crate::error::AppError> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| {
-            crate::error::AppError::validation(field.to_owned(), "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")
-        })
-}
-
-pub fn rfc3339(ms: i64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
-
-/// Seconds since the epoch as WeChat writes times: `2026-12-01T10:00:00+08:00` (Beijing time).
-pub fn rfc3339_beijing(secs: i64) -> String {
-    let offset = time::UtcOffset::from_hms(8, 0, 0).expect("a valid offset");
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+08:00");
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .map(|t| t.to_offset(offset))
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn beijing_time_is_eight_hours_ahead() {
-        assert_eq!(rfc3339_beijing(0), "1970-01-01T08:00:00+08:00");
-    }
-
-    #[test]
-    fn rfc3339_is_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-    }
 
     #[test]
     fn pool_defaults_differ_by_backend() {

@@ -20,9 +20,11 @@ use crate::kv::Redis;
 
 mod local;
 mod redis_gate;
+mod redis_queue;
 
 pub use self::local::LocalGate;
-pub use self::redis_gate::{Decided, QueuedEntry, RedisGate, SaleKeys};
+pub use self::redis_gate::{Decided, RedisGate, SaleKeys};
+pub use self::redis_queue::QueuedEntry;
 
 /// Redis keeps a sale's keys this long after it closes (orders made from it can be cancelled for a while).
 const KEEP_AFTER_CLOSE_MS: i64 = 7 * 24 * 3600 * 1_000;

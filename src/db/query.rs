@@ -1,0 +1,111 @@
+//! Statement helpers every store uses: generated ids, TEXT columns, newest-first pages, batched retention
+//! deletes, and retrying a transaction the database aborted.
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
+
+use super::Bounded;
+
+/// Runs an INSERT and returns the generated id. sqlx's Any driver reports MySQL's `LAST_INSERT_ID()` but drops
+/// SQLite's rowid (sqlx 0.8 `sqlx-sqlite/src/any.rs` `map_result`), so SQLite asks for it on the same connection.
+pub async fn insert_returning_id<'q>(
+    conn: &mut AnyConnection,
+    query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
+) -> Result<i64, sqlx::Error> {
+    let result = query.execute(&mut *conn).bounded().await?;
+    if let Some(id) = result.last_insert_id() {
+        return Ok(id);
+    }
+    sqlx::query("SELECT last_insert_rowid() AS id").fetch_one(&mut *conn).bounded().await?.try_get("id")
+}
+
+/// Reads a TEXT column. Through sqlx's Any driver MySQL reports TEXT as BLOB (the protocol's type for both), so
+/// bytes are accepted too, provided they are UTF-8.
+pub fn get_text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    match row.try_get::<String, _>(column) {
+        Ok(text) => Ok(text),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            String::from_utf8(bytes)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Retention: deletes old rows in batches without locking the table. `select` is a plain `SELECT <key> FROM <table>
+/// WHERE … ORDER BY <key> LIMIT n` with one `?` (bound to `bound`): a consistent read, no locks. The rows it names are
+/// then deleted by key, and only while they still match `still` (a condition with one `?`, bound to `bound`), so the
+/// delete locks those rows alone. (`DELETE … WHERE key IN (SELECT … FROM the same table …)` is planned on MySQL as a
+/// scan of the whole table under exclusive locks: every insert waits for it, and concurrent order transactions
+/// deadlock against it.) Returns how many rows were deleted.
+pub async fn purge_batch(
+    pool: &AnyPool,
+    table: &str,
+    key: &str,
+    select: &str,
+    still: &str,
+    bound: i64,
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(select).bind(bound).fetch_all(pool).bounded().await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let sql = format!("DELETE FROM {table} WHERE {key} IN ({placeholders}) AND {still}");
+    let mut query = sqlx::query(&sql);
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    Ok(query.bind(bound).execute(pool).bounded().await?.rows_affected())
+}
+
+/// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
+/// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
+pub async fn retry_transient<T, F, Fut>(mut body: F) -> Result<T, crate::error::AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match body().await {
+            Err(error) if error.is_transient() && attempt < 3 => {
+                metrics::counter!("db_transaction_retries_total").increment(1);
+                tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
+                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Rows of `select` (a `SELECT … FROM table` without WHERE) newest first by `id`: with `open`, only rows matching that
+/// condition (its one `?` bound to the given time); with `before_id`, only older rows (a keyset cursor); `limit + 1`
+/// rows, for [`crate::domain::cut_page`].
+pub async fn newest_first(
+    pool: &AnyPool,
+    select: &str,
+    open: Option<(&str, i64)>,
+    before_id: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut sql = format!("{select} WHERE 1 = 1");
+    if let Some((condition, _)) = open {
+        sql.push_str(&format!(" AND {condition}"));
+    }
+    if before_id.is_some() {
+        sql.push_str(" AND id < ?");
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    let mut query = sqlx::query(&sql);
+    if let Some((_, now)) = open {
+        query = query.bind(now);
+    }
+    if let Some(id) = before_id {
+        query = query.bind(id);
+    }
+    query.bind(limit as i64 + 1).fetch_all(pool).bounded().await
+}
