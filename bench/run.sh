@@ -12,7 +12,7 @@
 #
 # Knobs besides bench.py's: GROWTH=1, GROWTH_SIZES="100000 1000000 5000000", GROWTH_SQLITE_SIZES="100000 1000000",
 # GROWTH_SECONDS=10, GROWTH_LIST_CACHE_MIB=48, GROWTH_ONLY=0 (1: the growth stage alone), BURST=1, BURST_RATE=500,
-# TRADE=1. The growth databases (wxshop_growth_<n> on MariaDB, and
+# TRADE=1, TRADE_CACHE_MIB=64 (the level 1 of the trade stage). The growth databases (wxshop_growth_<n> on MariaDB, and
 # /var/tmp/wxshop-growth/sqlite-<n>) are seeded once and reused by later runs (5M orders take minutes to seed).
 #
 # Installs what it needs (Debian packages: wrk, nginx-light, Go and the peer's libraries, MariaDB, Redis).
@@ -160,8 +160,8 @@ echo "wxshop_peak_rss_kib_after_flash $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 # A second instance on its own port, before the burst (whose orders keep the event consumers busy for a while).
 TRADE_PORT=8082
 if [ "${TRADE:-1}" = 1 ]; then
-  echo "== run 4b: order by id with orders.local_cache_mib=${TRADE_CACHE_MIB:-192} (the whole 100k hot set in process)"
-  WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-192} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 \
+  echo "== run 4b: order by id with orders.local_cache_mib=${TRADE_CACHE_MIB:-64} (the whole 100k hot set in process)"
+  WXSHOP_ORDERS__LOCAL_CACHE_MIB=${TRADE_CACHE_MIB:-64} WXSHOP_ORDERS__LOCAL_CACHE_TTL_MS=300000 \
     WXSHOP_LISTEN=127.0.0.1:$TRADE_PORT WXSHOP_OPS_LISTEN=127.0.0.1:$((TRADE_PORT + 1000)) taskset -c 0 "$BIN" serve &
   TRADE_PID=$!
   wait_ready "$TRADE_PORT" 100

@@ -1,8 +1,9 @@
 //! A two-level cache for hot, per-entity responses (an order by id):
 //!
-//! - level 1 in process (moka), short-lived, so a hot key costs no network round trip;
+//! - level 1 in process, short-lived, so a hot key costs no network round trip;
 //! - level 2 in Redis (scale-out only), shared by every instance, TTL with ±10% jitter against avalanches;
-//! - one loader per key and instance under a stampede (moka's `try_get_with`), counted in [`Layered::loads`];
+//! - one loader per key and instance under a stampede (the others wait for its value), counted in
+//!   [`Layered::loads`];
 //! - invalidation deletes both levels and is broadcast on Redis pub/sub, so every instance drops its level-1 copy;
 //!   a subscriber that reconnects drops its whole level 1, since it may have missed messages;
 //! - invalidation runs twice: at once, and again [`SECOND_INVALIDATION`] later. A reader that loaded the old value
@@ -11,11 +12,15 @@
 //!
 //! Values are opaque bytes: callers cache the serialized response, including "not found" markers (negative
 //! caching against penetration, with their own shorter TTL).
+//!
+//! Level 1 is a `quick_cache` (S3-FIFO eviction, bounded by weight): its bookkeeping is ~100 bytes per entry where
+//! moka's was ~520, which matters because level 1 holds many small entries (orders, first pages). It has no
+//! expiry of its own, so each entry carries its deadline and a read past it counts as a miss.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use futures_util::StreamExt;
@@ -24,22 +29,29 @@ use crate::cache::jitter;
 use crate::error::AppError;
 use crate::kv::Redis;
 
-/// Bytes of bookkeeping per level-1 entry (moka's node, its deque and timer-wheel links, the key's and value's
-/// headers, the allocator's rounding), for the weigher. Measured: 100,000 cached orders of ~700 bytes took 119 MiB
-/// of heap, ~1,250 bytes each, where key and value account for ~720 (bench/RESULTS.md).
-const ENTRY_OVERHEAD: usize = 512;
+/// Bytes of bookkeeping per level-1 entry (the table slot with the key's and value's headers and the deadline, the
+/// index, the ghost queue's share, the allocator's rounding of the key and value), for the weigher.
+pub const ENTRY_OVERHEAD: usize = 160;
 
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
-    ttl: Duration,
+    expires_at: Instant,
 }
 
-struct EntryTtl;
+impl Entry {
+    fn fresh(&self, now: Instant) -> bool {
+        self.expires_at > now
+    }
+}
 
-impl moka::Expiry<String, Entry> for EntryTtl {
-    fn expire_after_create(&self, _key: &String, entry: &Entry, _now: std::time::Instant) -> Option<Duration> {
-        Some(entry.ttl)
+/// Weighs an entry by the memory it holds, so that level 1 is bounded in bytes, not entries.
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<String, Entry> for ByBytes {
+    fn weight(&self, key: &String, entry: &Entry) -> u64 {
+        (key.len() + entry.value.len() + ENTRY_OVERHEAD) as u64
     }
 }
 
@@ -50,7 +62,7 @@ pub struct Layered {
     name: &'static str,
     /// `cache_requests_total` by level and result, registered once (a labelled look-up per request costs).
     counters: [metrics::Counter; 4],
-    local: moka::future::Cache<String, Entry>,
+    local: quick_cache::sync::Cache<String, Entry, ByBytes>,
     local_ttl: Duration,
     redis: Option<Redis>,
     loads: AtomicU64,
@@ -60,13 +72,9 @@ impl Layered {
     /// `capacity_bytes` bounds level 1 by the size of what it holds (keys and values, plus a per-entry overhead),
     /// not by the number of entries: serialized responses vary in size, and memory is what must stay bounded.
     pub fn new(name: &'static str, redis: Option<Redis>, local_ttl: Duration, capacity_bytes: u64) -> Arc<Layered> {
-        let local = moka::future::Cache::builder()
-            .max_capacity(capacity_bytes)
-            .weigher(|key: &String, entry: &Entry| {
-                u32::try_from(key.len() + entry.value.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-            })
-            .expire_after(EntryTtl)
-            .build();
+        // The table is sized for entries of ~1 KiB; it grows should smaller ones fill it.
+        let estimated_entries = (capacity_bytes / 1024).max(64) as usize;
+        let local = quick_cache::sync::Cache::with_weighter(estimated_entries, capacity_bytes, ByBytes);
         let counters = [("local", "hit"), ("local", "miss"), ("redis", "hit"), ("redis", "miss")].map(|(level, result)| {
             metrics::counter!("cache_requests_total", "cache" => name, "level" => level, "result" => result)
         });
@@ -96,29 +104,49 @@ impl Layered {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
     {
-        if let Some(hit) = self.local.get(key).await {
-            self.counters[0].increment(1);
-            return Ok(hit.value);
+        let now = Instant::now();
+        if let Some(hit) = self.local.get(key) {
+            if hit.fresh(now) {
+                self.counters[0].increment(1);
+                return Ok(hit.value);
+            }
+            self.local.remove_if(key, |entry| !entry.fresh(now));
         }
         self.counters[1].increment(1);
-        let entry = self
-            .local
-            .try_get_with(key.to_owned(), async {
-                if let Some(found) = self.shared_get(key).await {
-                    return Ok(found);
+        // One loader per key: the others wait for its value. Should it fail, its guard is dropped and the next
+        // waiter loads; should the key be invalidated meanwhile, its value is served but not kept.
+        for _ in 0..3 {
+            match self.local.get_value_or_guard_async(key).await {
+                Ok(entry) if entry.fresh(Instant::now()) => return Ok(entry.value),
+                Ok(_) => {
+                    self.local.remove_if(key, |entry| !entry.fresh(Instant::now()));
                 }
-                self.loads.fetch_add(1, Ordering::Relaxed);
-                let (value, ttl) = load().await?;
-                let ttl = jitter(ttl);
-                self.shared_put(key, &value, ttl).await;
-                Ok::<_, AppError>(Entry { value, ttl: ttl.min(self.local_ttl) })
-            })
-            .await
-            .map_err(|e| match Arc::try_unwrap(e) {
-                Ok(error) => error,
-                Err(shared) => AppError::Unavailable { code: "cache_load_failed", message: shared.to_string() },
-            })?;
-        Ok(entry.value)
+                Err(guard) => {
+                    let entry = self.load(key, load).await?;
+                    let value = entry.value.clone();
+                    let _ = guard.insert(entry);
+                    return Ok(value);
+                }
+            }
+        }
+        // Entries expiring as fast as they are made (a level-1 lifetime near zero): load without level 1.
+        Ok(self.load(key, load).await?.value)
+    }
+
+    /// Level 2, then the loader (whose value goes to level 2).
+    async fn load<F, Fut>(&self, key: &str, load: F) -> Result<Entry, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
+    {
+        if let Some(found) = self.shared_get(key).await {
+            return Ok(found);
+        }
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let (value, ttl) = load().await?;
+        let ttl = jitter(ttl);
+        self.shared_put(key, &value, ttl).await;
+        Ok(Entry { value, expires_at: Instant::now() + ttl.min(self.local_ttl) })
     }
 
     async fn shared_get(&self, key: &str) -> Option<Entry> {
@@ -130,7 +158,7 @@ impl Layered {
             Ok((Some(value), ttl_ms)) => {
                 self.counters[2].increment(1);
                 let ttl = Duration::from_millis(ttl_ms.max(1) as u64).min(self.local_ttl);
-                Some(Entry { value: Bytes::from(value), ttl })
+                Some(Entry { value: Bytes::from(value), expires_at: Instant::now() + ttl })
             }
             Ok((None, _)) => {
                 self.counters[3].increment(1);
@@ -172,7 +200,7 @@ impl Layered {
     }
 
     async fn invalidate_once(&self, key: &str) {
-        self.local.invalidate(key).await;
+        self.local.remove(key);
         let (Some(redis), Some(shared_key), Some(channel)) =
             (self.redis.as_ref(), self.shared_key(key), self.channel())
         else {
@@ -204,13 +232,13 @@ async fn listen_for_invalidations(cache: std::sync::Weak<Layered>) {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     // Whatever was published while we were not listening is lost: start level 1 afresh.
                     if let Some(c) = cache.upgrade() {
-                        c.local.invalidate_all();
+                        c.local.clear();
                     }
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         let Some(c) = cache.upgrade() else { return };
                         if let Ok(key) = message.get_payload::<String>() {
-                            c.local.invalidate(&key).await;
+                            c.local.remove(&key);
                         }
                     }
                 }
@@ -243,6 +271,72 @@ mod tests {
         let fresh =
             cache.get_or_load("k", || async { Ok((Bytes::from_static(b"new"), Duration::from_secs(60))) }).await;
         assert_eq!(fresh.unwrap(), Bytes::from_static(b"new"), "the stale entry was dropped by the second pass");
+        assert_eq!(cache.loads(), 2);
+    }
+
+    fn value(text: &'static str) -> Result<(Bytes, Duration), AppError> {
+        Ok((Bytes::from_static(text.as_bytes()), Duration::from_secs(60)))
+    }
+
+    #[tokio::test]
+    async fn an_entry_past_its_level_1_lifetime_is_loaded_again() {
+        let cache = Layered::new("test", None, Duration::from_millis(100), 1024 * 1024);
+        assert_eq!(cache.get_or_load("k", || async { value("one") }).await.unwrap(), "one");
+        assert_eq!(cache.get_or_load("k", || async { value("two") }).await.unwrap(), "one", "a hit");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(cache.get_or_load("k", || async { value("two") }).await.unwrap(), "two", "expired: loaded");
+        assert_eq!(cache.loads(), 2);
+    }
+
+    /// An invalidation while a load runs: the loader's (old) value answers its own request but is not kept.
+    #[tokio::test]
+    async fn a_value_loaded_across_an_invalidation_is_not_kept() {
+        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", || async {
+                        let _ = wait.await;
+                        value("old")
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cache.invalidate_once("k").await;
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), "old");
+        assert_eq!(cache.get_or_load("k", || async { value("new") }).await.unwrap(), "new");
+        assert_eq!(cache.loads(), 2);
+    }
+
+    /// A failed load fails its own request only: a request waiting for it loads in its turn.
+    #[tokio::test]
+    async fn a_failed_load_hands_the_key_to_the_next_waiter() {
+        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let failing = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", || async {
+                        let _ = wait.await;
+                        Err(AppError::not_found("thing"))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get_or_load("k", || async { value("loaded") }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        assert!(failing.await.unwrap().is_err());
+        assert_eq!(waiting.await.unwrap().unwrap(), "loaded");
         assert_eq!(cache.loads(), 2);
     }
 }

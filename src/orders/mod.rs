@@ -88,14 +88,14 @@ pub async fn changed(app: &crate::state::App, order_id: i64) {
             if let Err(error) = owner {
                 tracing::warn!(%error, order_id, "cannot find the order's owner to refresh their order list");
             }
-            app.order_cache.invalidate(&order_id.to_string()).await;
+            app.order_cache.invalidate(&query::cache_key(order_id)).await;
         }
     }
 }
 
 /// [`changed`] where the caller knows the owner (it just created the order): no lookup.
 pub async fn changed_owned_by(app: &crate::state::App, order_id: i64, user_id: i64) {
-    app.order_cache.invalidate(&order_id.to_string()).await;
+    app.order_cache.invalidate(&query::cache_key(order_id)).await;
     app.order_lists.invalidate(&user_id.to_string()).await;
 }
 

@@ -66,7 +66,7 @@ pub async fn get_order(
     user: AuthUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response, AppError> {
-    Ok(json_body(query::get_for_user(&state, user.id, id).await?))
+    Ok(json_body(query::get_for_user(&state, user.id, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -118,5 +118,5 @@ pub async fn cancel_order(
     AppPath(id): AppPath<i64>,
 ) -> Result<Response, AppError> {
     crate::payments::service::cancel_for_user(&state, user.id, id).await?;
-    Ok((StatusCode::OK, json_body(query::get_for_user(&state, user.id, id).await?)).into_response())
+    Ok((StatusCode::OK, json_body(query::get_for_user(&state, user.id, id).await?.into())).into_response())
 }
