@@ -205,6 +205,10 @@ pub async fn cpu_profile(
             use pprof::protos::Message;
             body = report.pprof().map_err(|e| e.to_string())?.write_to_bytes().map_err(|e| e.to_string())?;
         }
+        drop(report);
+        // Naming the frames parsed the binary's line tables into a process-wide cache that nothing else uses:
+        // ~300 MiB with the `profiling` build's line tables, otherwise kept for the process's life.
+        backtrace::clear_symbol_cache();
         Ok(body)
     })
     .await
