@@ -175,8 +175,9 @@ common_parts = [
     ("token check (`TokenKeys::verify`: cache hit, or base64, claims JSON, HMAC)", "auth::tokens::TokenKeys::verify"),
     ("…of which the full verification (cache misses)", "verify_signature"),
     ("deny-list check (`Revocations::any_revoked`)", "any_revoked"),
-    ("two-level cache lookup (`Layered::get_or_load`: moka L1, Redis L2)", "wxshop::cache::layered"),
-    ("moka (lookups, housekeeping)", "moka::"),
+    ("two-level cache lookup (`Layered::get_or_load`: quick_cache L1, Redis L2)", "wxshop::cache::layered"),
+    ("quick_cache (level 1 and verified tokens)", "quick_cache::"),
+    ("moka (the deny-list, the embedded response cache)", "moka::"),
     ("Redis client I/O (multiplexed connection)", "redis::aio"),
 ]
 for svg_name, title, parts in (
