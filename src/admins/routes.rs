@@ -66,7 +66,7 @@ pub async fn admin_refresh(
 ))]
 #[tracing::instrument(skip_all, fields(admin_id = admin.id))]
 pub async fn admin_logout(State(state): State<AppState>, admin: AdminUser) -> Result<StatusCode, AppError> {
-    sessions::logout(&state, admin.claims()).await?;
+    sessions::logout(&state, &admin.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

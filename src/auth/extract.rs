@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 
 use std::sync::Arc;
 
-use crate::auth::tokens::{now_secs, Claims, Verified};
+use crate::auth::tokens::{now_secs, Verified};
 use crate::auth::{ADMIN_AUDIENCE, USER_AUDIENCE};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -61,10 +61,6 @@ pub struct AdminUser {
 }
 
 impl AdminUser {
-    pub fn claims(&self) -> &Claims {
-        &self.token.claims
-    }
-
     /// 403 `forbidden` unless the account's role is at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), AppError> {
         if self.role >= needed {
@@ -100,10 +96,6 @@ async fn ensure_not_revoked(token: &Verified, state: &AppState) -> Result<(), Ap
 }
 
 impl AuthUser {
-    pub fn claims(&self) -> &Claims {
-        &self.token.claims
-    }
-
     /// Checks the token's signature and claims only, without the deny-list lookup: for the flash-sale sold-out
     /// answer, which reveals nothing and must not touch Redis. Call [`AuthUser::ensure_not_revoked`] before doing
     /// anything for the user.
@@ -148,7 +140,6 @@ impl FromRequestParts<AppState> for AdminUser {
         let token = authenticate(parts, state, ADMIN_AUDIENCE).await?;
         let id = token.subject;
         let role = token
-            .claims
             .role
             .as_deref()
             .and_then(Role::parse)

@@ -83,9 +83,9 @@ impl Inner {
     }
 
     /// Whether the in-process copy denies any of `keys` now.
-    fn denies(&self, keys: &[String]) -> bool {
+    fn denies(&self, keys: &[Box<str>]) -> bool {
         let now = now_ms();
-        keys.iter().any(|k| self.entries.get(k).is_some_and(|until| until > now))
+        keys.iter().any(|k| self.entries.get(&**k).is_some_and(|until| until > now))
     }
 
     fn heard(&self) {
@@ -169,7 +169,7 @@ impl Revocations {
 
     /// Whether any of `keys` is denied: from memory when the copy is current, otherwise from the database. Fails
     /// closed: when neither can answer, the request is refused with 503 rather than let a revoked token through.
-    pub async fn any_revoked(&self, keys: &[String]) -> Result<bool, AppError> {
+    pub async fn any_revoked(&self, keys: &[Box<str>]) -> Result<bool, AppError> {
         let inner = &self.inner;
         if inner.current() {
             return Ok(inner.denies(keys));
@@ -292,7 +292,7 @@ async fn reload(inner: &Inner) -> Result<(), sqlx::Error> {
 }
 
 /// Whether the table denies any of `keys` now.
-async fn denied_in_database(db: &Db, keys: &[String]) -> Result<bool, sqlx::Error> {
+async fn denied_in_database(db: &Db, keys: &[Box<str>]) -> Result<bool, sqlx::Error> {
     if keys.is_empty() {
         return Ok(false);
     }
@@ -300,7 +300,7 @@ async fn denied_in_database(db: &Db, keys: &[String]) -> Result<bool, sqlx::Erro
     let sql = format!("SELECT COUNT(*) AS n FROM revocation WHERE expires_at > ? AND revoked_key IN ({placeholders})");
     let mut query = sqlx::query(&sql).bind(now_ms());
     for key in keys {
-        query = query.bind(key.as_str());
+        query = query.bind(&**key);
     }
     let row = query.fetch_one(&db.pool).bounded().await?;
     Ok(row.try_get::<i64, _>("n")? > 0)

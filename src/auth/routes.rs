@@ -68,6 +68,6 @@ pub async fn refresh_tokens(
 ))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, AppError> {
-    sessions::logout(&state, user.claims()).await?;
+    sessions::logout(&state, &user.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@
 //! that is a replay: the whole family is revoked. Idle and absolute lifetimes bound every family.
 
 use crate::auth::store::{self, RefreshRow};
-use crate::auth::tokens::Claims;
+use crate::auth::tokens::Verified;
 use crate::auth::SubjectKind;
 use crate::crypto::{hmac_sha256, random_token, sha256_hex};
 use crate::db::now_ms;
@@ -105,10 +105,10 @@ pub async fn end(app: &App, family_id: i64, reason: &str) -> Result<(), AppError
 
 /// Logs out the session an access token belongs to: the token itself at once (deny-listed until it expires) and
 /// its whole family.
-pub async fn logout(app: &App, claims: &Claims) -> Result<(), AppError> {
-    let until = (claims.exp as i64 + app.config.auth.leeway_secs as i64) * 1_000 + 1_000;
-    app.revocations.revoke(&format!("jti:{}", claims.jti), until).await?;
-    end(app, claims.sid, "logout").await
+pub async fn logout(app: &App, token: &Verified) -> Result<(), AppError> {
+    let until = (token.exp as i64 + app.config.auth.leeway_secs as i64) * 1_000 + 1_000;
+    app.revocations.revoke(&token.deny_keys[0], until).await?;
+    end(app, token.sid, "logout").await
 }
 
 /// Revokes every live family of a subject (a ban).

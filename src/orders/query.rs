@@ -38,9 +38,10 @@ pub async fn get_for_user(app: &App, user_id: i64, id: i64) -> Result<Vec<u8>, A
             }
         })
         .await?;
-    match decode_entry(&cached)? {
-        Some((owner, order)) if owner == user_id => {
-            serde_json::to_vec(&order).map_err(|e| anyhow::Error::from(e).into())
+    // The owner first: another user's order (or a "no such order" entry) is a 404 without decoding the order.
+    match entry_owner(&cached)? {
+        Some(owner) if owner == user_id => {
+            serde_json::to_vec(&decode_entry(&cached)?).map_err(|e| anyhow::Error::from(e).into())
         }
         _ => Err(AppError::not_found("order")),
     }
@@ -53,17 +54,17 @@ fn encode_entry(owner: i64, order: &Order) -> Result<Bytes, AppError> {
     Ok(Bytes::from(value.into_boxed_slice()))
 }
 
-/// The owner and the order of a cache entry; `None` for a "no such order" entry.
-fn decode_entry(entry: &[u8]) -> Result<Option<(i64, Order)>, AppError> {
-    let Some((owner, order)) = entry.split_first_chunk::<8>() else {
+/// The owner of a cache entry; `None` for a "no such order" entry.
+fn entry_owner(entry: &[u8]) -> Result<Option<i64>, AppError> {
+    let Some(owner) = entry.first_chunk::<8>() else {
         return Err(anyhow::anyhow!("order cache entry of {} bytes", entry.len()).into());
     };
-    let owner = i64::from_be_bytes(*owner);
-    if owner == 0 {
-        return Ok(None);
-    }
-    let order = postcard::from_bytes(order).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}"))?;
-    Ok(Some((owner, order)))
+    Ok(Some(i64::from_be_bytes(*owner)).filter(|owner| *owner != 0))
+}
+
+/// The order of a cache entry that has one (see [`entry_owner`]).
+fn decode_entry(entry: &[u8]) -> Result<Order, AppError> {
+    postcard::from_bytes(&entry[8..]).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}").into())
 }
 
 /// An order and its owner, from the database.
@@ -257,8 +258,8 @@ mod tests {
     fn a_cached_order_renders_the_same_json_from_fewer_bytes() {
         let order = sample();
         let entry = encode_entry(42, &order).unwrap();
-        let (owner, decoded) = decode_entry(&entry).unwrap().expect("an order");
-        assert_eq!(owner, 42);
+        assert_eq!(entry_owner(&entry).unwrap(), Some(42));
+        let decoded = decode_entry(&entry).unwrap();
         let json = serde_json::to_vec(&order).unwrap();
         assert_eq!(serde_json::to_vec(&decoded).unwrap(), json);
         assert!(entry.len() * 10 < json.len() * 7, "entry {} bytes, JSON {} bytes", entry.len(), json.len());
@@ -266,8 +267,8 @@ mod tests {
 
     #[test]
     fn a_no_such_order_entry_and_a_damaged_one_are_told_apart() {
-        assert!(decode_entry(&[0; 8]).unwrap().is_none());
-        assert!(decode_entry(&[0; 3]).is_err());
+        assert_eq!(entry_owner(&[0; 8]).unwrap(), None);
+        assert!(entry_owner(&[0; 3]).is_err());
         let entry = encode_entry(42, &sample()).unwrap();
         assert!(decode_entry(&entry[..entry.len() - 5]).is_err(), "a truncated entry is an error, not an order");
     }

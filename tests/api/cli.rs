@@ -154,8 +154,8 @@ fn dev_tokens_prints_tokens_for_seeded_buyers_and_is_refused_in_production() {
     let keys = wxshop::auth::tokens::TokenKeys::new(&wxshop::config::Config::default().auth);
     for line in lines {
         let parts: Vec<&str> = line.split(' ').collect();
-        let claims = keys.verify(parts[1], wxshop::auth::USER_AUDIENCE, wxshop::auth::tokens::now_secs()).unwrap();
-        assert_eq!(claims.claims.sub, parts[0]);
+        let token = keys.verify(parts[1], wxshop::auth::USER_AUDIENCE, wxshop::auth::tokens::now_secs()).unwrap();
+        assert_eq!(token.subject.to_string(), parts[0]);
         assert!(parts[2].parse::<i64>().is_ok(), "{line}");
     }
     let refused = wxshop().args(["dev-tokens"]).envs(production_env()).output().unwrap();
