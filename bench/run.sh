@@ -12,8 +12,9 @@
 #
 # Knobs besides bench.py's: GROWTH=1, GROWTH_SIZES="100000 1000000 5000000", GROWTH_SQLITE_SIZES="100000 1000000",
 # GROWTH_SECONDS=40 (the page as served), GROWTH_DB_SECONDS=10 (the query), GROWTH_LIST_CACHE_MIB=48, GROWTH_ONLY=0
-# (1: the growth stage alone), BURST=1, BURST_RATE=500, TRADE=1, TRADE_CACHE_MIB=64 (the level 1 of the trade stage). The growth databases (wxshop_growth_<n> on MariaDB, and
-# /var/tmp/wxshop-growth/sqlite-<n>) are seeded once and reused by later runs (5M orders take minutes to seed).
+# (1: the growth stage alone), BURST=1, BURST_RATE=500, TRADE=1, TRADE_CACHE_MIB=64 (the level 1 of the trade
+# stage). The growth databases (wxshop_growth_<n> on MariaDB, and /var/tmp/wxshop-growth/sqlite-<n>) are seeded once
+# and reused by later runs (5M orders take minutes to seed).
 #
 # Installs what it needs (Debian packages: wrk, nginx-light, Go and the peer's libraries, MariaDB, Redis).
 set -euo pipefail
