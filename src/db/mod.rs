@@ -19,7 +19,7 @@ mod query;
 mod times;
 
 pub use guard::Bounded;
-pub use query::{get_text, insert_returning_id, newest_first, purge_batch, retry_transient};
+pub use query::{get_text, insert_returning_id, newest_first, purge_batch, retry_transient, retry_transient_up_to};
 pub use times::{now_ms, parse_rfc3339, rfc3339, rfc3339_beijing};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

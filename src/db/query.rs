@@ -62,7 +62,17 @@ pub async fn purge_batch(
 
 /// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
 /// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
-pub async fn retry_transient<T, F, Fut>(mut body: F) -> Result<T, crate::error::AppError>
+pub async fn retry_transient<T, F, Fut>(body: F) -> Result<T, crate::error::AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
+{
+    retry_transient_up_to(3, body).await
+}
+
+/// [`retry_transient`] with up to `attempts` attempts, the random pause growing with each: for background work
+/// that nobody waits on and that two instances run at once.
+pub async fn retry_transient_up_to<T, F, Fut>(attempts: u32, mut body: F) -> Result<T, crate::error::AppError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
@@ -70,10 +80,10 @@ where
     let mut attempt = 1;
     loop {
         match body().await {
-            Err(error) if error.is_transient() && attempt < 3 => {
+            Err(error) if error.is_transient() && attempt < attempts => {
                 metrics::counter!("db_transaction_retries_total").increment(1);
                 tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
-                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30);
+                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30) * u64::from(attempt);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 attempt += 1;
             }
