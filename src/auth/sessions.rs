@@ -107,7 +107,7 @@ pub async fn end(app: &App, family_id: i64, reason: &str) -> Result<(), AppError
 /// its whole family.
 pub async fn logout(app: &App, token: &Verified) -> Result<(), AppError> {
     let until = (token.exp as i64 + app.config.auth.leeway_secs as i64) * 1_000 + 1_000;
-    app.revocations.revoke(&token.deny_keys[0], until).await?;
+    app.revocations.revoke(token.own_key(), until).await?;
     end(app, token.sid, "logout").await
 }
 

@@ -66,9 +66,9 @@ impl Verified {
         })
     }
 
-    /// The token's own id (`jti`), the key that deny-lists it alone.
-    pub fn jti(&self) -> &str {
-        &self.deny_keys[0]["jti:".len()..]
+    /// The deny-list key of this token alone (`jti:<jti>`), which logging out revokes.
+    pub fn own_key(&self) -> &str {
+        &self.deny_keys[0]
     }
 }
 
@@ -258,7 +258,7 @@ mod tests {
             (verified.subject, verified.sid, verified.exp, verified.role.as_deref()),
             (42, 7, t.claims.exp, None)
         );
-        assert_eq!(verified.jti(), t.claims.jti);
+        assert_eq!(verified.own_key(), format!("jti:{}", t.claims.jti));
         assert_eq!(
             verified.deny_keys,
             [format!("jti:{}", t.claims.jti), "sid:7".into(), "user:42".into()].map(String::into_boxed_str)

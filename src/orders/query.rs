@@ -64,7 +64,10 @@ fn entry_owner(entry: &[u8]) -> Result<Option<i64>, AppError> {
 
 /// The order of a cache entry that has one (see [`entry_owner`]).
 fn decode_entry(entry: &[u8]) -> Result<Order, AppError> {
-    postcard::from_bytes(&entry[8..]).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}").into())
+    let Some(order) = entry.get(8..) else {
+        return Err(anyhow::anyhow!("order cache entry of {} bytes", entry.len()).into());
+    };
+    postcard::from_bytes(order).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}").into())
 }
 
 /// An order and its owner, from the database.
@@ -269,6 +272,7 @@ mod tests {
     fn a_no_such_order_entry_and_a_damaged_one_are_told_apart() {
         assert_eq!(entry_owner(&[0; 8]).unwrap(), None);
         assert!(entry_owner(&[0; 3]).is_err());
+        assert!(decode_entry(&[0; 3]).is_err(), "too short for an owner: an error, not a panic");
         let entry = encode_entry(42, &sample()).unwrap();
         assert!(decode_entry(&entry[..entry.len() - 5]).is_err(), "a truncated entry is an error, not an order");
     }
