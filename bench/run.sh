@@ -121,6 +121,8 @@ echo "wxshop_idle_rss_kib $(rss "$WX_PID")" >>"$OUT/rss.txt"
 DATA=$OUT/pairs-wxshop.txt OUTDIR=$OUT/wxshop python3 "$SHARED/bench/bench.py" wxshop=http://127.0.0.1:$WX_PORT \
   | tee "$OUT/wxshop.txt"
 echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
+# Where the reads above were served from: the order cache's and the list cache's counters by level and result.
+curl -s "http://127.0.0.1:$WX_OPS/metrics" | grep -E '^cache_requests_total\{cache="order(_list)?"' | tee "$OUT/cache-levels.txt"
 
 # A flame graph of where wxshop spends its CPU: 10 s at 99 Hz under c64 load of one orders.lua mode.
 profile_under_load() { # <orders.lua mode: id|list> <svg name>

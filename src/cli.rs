@@ -74,12 +74,25 @@ pub enum AdminCommand {
     },
 }
 
-/// Every how many tasks a runtime worker takes one from the global queue before its own run queue. Under many
-/// connections a worker's local queue (256 tasks) overflows into the global queue, and tokio's self-tuned interval
-/// (~200 µs of polls, ~10 tasks of ours) left the overflowed connections waiting many rounds: the p99 of order by
-/// id at c400 was 3.7× its p50. Measured on one core (bench/RESULTS.md): p99 44.8 → 17.9 ms, throughput
-/// 35.4k → 37.0k RPS, c64 unchanged; 1 starves the local queue (p99 140 ms), 8 is half-way (28.6 ms).
+/// Every how many tasks a multi-thread runtime worker takes one from the global queue before its own run queue.
+/// Under many connections a worker's local queue (256 tasks) overflows into the global queue, and tokio's
+/// self-tuned interval (~200 µs of polls, ~10 tasks of ours) left the overflowed connections waiting many rounds:
+/// the p99 of order by id at c400 was 3.7× its p50. Measured with one worker (bench/RESULTS.md): p99 44.8 → 17.9
+/// ms, throughput 35.4k → 37.0k RPS, c64 unchanged; 1 starves the local queue (p99 140 ms), 8 is half-way (28.6 ms).
 const GLOBAL_QUEUE_INTERVAL: u32 = 4;
+
+/// The async runtime. On one core (`taskset`, a container's CPU quota) a current-thread runtime: the tasks run on
+/// the thread that also polls for I/O, in one unbounded first-in-first-out queue, so a connection never waits behind
+/// an overflowed queue and no second thread takes turns with it on the core. Side by side on one core (bench/
+/// RESULTS.md): order by id +8% RPS at c64 and c400, p99 lower in every scenario. On more cores, the multi-thread
+/// runtime, one worker per core. (The test suite already runs every route on current-thread runtimes: `tokio::test`.)
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().global_queue_interval(GLOBAL_QUEUE_INTERVAL).build()
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -101,11 +114,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .global_queue_interval(GLOBAL_QUEUE_INTERVAL)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("wxshop: cannot start the async runtime: {error}");
