@@ -163,10 +163,9 @@ def profile(svg):
 
 
 def share(frames, patterns):
-    """The largest inclusive share among frames matching any of `patterns` (`|`-separated; `=` for an exact name);
-    None when no frame matches: the function was inlined into its caller and has no frame of its own."""
-    found = [v for k, v in frames.items() for pattern in patterns.split("|")
-             if (k == pattern[1:] if pattern.startswith("=") else pattern in k)]
+    """The largest inclusive share among frames whose name contains any of `patterns` (`|`-separated); None when
+    no frame does: the function was inlined into its caller and has no frame of its own."""
+    found = [v for k, v in frames.items() for pattern in patterns.split("|") if pattern in k]
     return max(found) if found else None
 
 

@@ -41,6 +41,10 @@ cleanup() {
   bash "$SHARED/bench/hello/hello.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+level1_misses() { # <ops port> <cache name>: that cache's level-1 misses since the instance started
+  curl -fsS "http://127.0.0.1:$1/metrics" \
+    | awk -v c="$2" '$1 == "cache_requests_total{cache=\"" c "\",level=\"local\",result=\"miss\"}" {print $2}'
+}
 wait_ready() { # <port> <tenths of a second>
   for _ in $(seq "$2"); do curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
 }
@@ -178,14 +182,10 @@ if [ "${TRADE:-1}" = 1 ]; then
   # run, at database speed while cold (~5,000/s on the slower VMs, ~2,000/s on the slowest): 10 s passes until one
   # finds nothing missing from level 1 (one fixed 40 s pass left the slowest VM loading from MariaDB in the
   # measured runs).
-  trade_misses() {
-    curl -fsS "http://127.0.0.1:$((TRADE_PORT + 1000))/metrics" \
-      | awk '/^cache_requests_total\{cache="order",level="local",result="miss"\}/ {print $2}'
-  }
   misses=-1
   for _ in $(seq 12); do
     taskset -c 1 wrk -t1 -c64 -d${TRADE_WARM_SECONDS:-10}s -s "$SHARED/bench/wrk/orders.lua" "http://127.0.0.1:$TRADE_PORT" -- "$OUT/pairs-wxshop.txt" id 1 >/dev/null
-    now=$(trade_misses)
+    now=$(level1_misses $((TRADE_PORT + 1000)) order)
     [ "$now" = "$misses" ] && break
     misses=$now
   done
@@ -195,7 +195,7 @@ if [ "${TRADE:-1}" = 1 ]; then
       "$conns" "${DURATION:-15}" "$SERVER_PIDS" -- "$OUT/pairs-wxshop.txt" id 1
   done
   echo "trade_peak_rss_kib $(hwm "$TRADE_PID")" >>"$OUT/rss.txt"
-  echo "trade: level-1 misses during the measured runs: $(( $(trade_misses) - misses ))"
+  echo "trade: level-1 misses during the measured runs: $(( $(level1_misses $((TRADE_PORT + 1000)) order) - misses ))"
   unpin_services
   kill "$TRADE_PID"; wait "$TRADE_PID" 2>/dev/null || true
 fi
@@ -250,8 +250,7 @@ growth_run() { # <label> <size>, with WXSHOP_* set for the database under test
   local misses=-1 now
   for _ in $(seq 12); do
     taskset -c 1 wrk -t1 -c64 -d5s -s bench/wrk/reads.lua "http://127.0.0.1:$WX_PORT" -- "$pairs" list >/dev/null
-    now=$(curl -fsS "http://127.0.0.1:$WX_OPS/metrics" \
-      | awk '/^cache_requests_total\{cache="order_list",level="local",result="miss"\}/ {print $2}')
+    now=$(level1_misses "$WX_OPS" order_list)
     [ "$now" = "$misses" ] && break
     misses=$now
   done

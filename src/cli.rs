@@ -84,7 +84,7 @@ const GLOBAL_QUEUE_INTERVAL: u32 = 4;
 /// The async runtime. On one core (`taskset`, a container's CPU quota) a current-thread runtime: the tasks run on
 /// the thread that also polls for I/O, in one unbounded first-in-first-out queue, so a connection never waits behind
 /// an overflowed queue and no second thread takes turns with it on the core. Side by side on one core (bench/
-/// RESULTS.md): order by id +8% RPS at c64 and c400, p99 lower in every scenario. On more cores, the multi-thread
+/// RESULTS.md): order by id +7-10% RPS at c64 and c400, p99 lower in every scenario. On more cores, the multi-thread
 /// runtime, one worker per core. (The test suite already runs every route on current-thread runtimes: `tokio::test`.)
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) == 1 {

@@ -54,20 +54,22 @@ fn encode_entry(owner: i64, order: &Order) -> Result<Bytes, AppError> {
     Ok(Bytes::from(value.into_boxed_slice()))
 }
 
-/// The owner of a cache entry; `None` for a "no such order" entry.
-fn entry_owner(entry: &[u8]) -> Result<Option<i64>, AppError> {
-    let Some(owner) = entry.first_chunk::<8>() else {
+/// A cache entry's owner and its encoded order; an error for an entry too short to have an owner.
+fn split_entry(entry: &[u8]) -> Result<(i64, &[u8]), AppError> {
+    let Some((owner, order)) = entry.split_first_chunk::<8>() else {
         return Err(anyhow::anyhow!("order cache entry of {} bytes", entry.len()).into());
     };
-    Ok(Some(i64::from_be_bytes(*owner)).filter(|owner| *owner != 0))
+    Ok((i64::from_be_bytes(*owner), order))
+}
+
+/// The owner of a cache entry; `None` for a "no such order" entry.
+fn entry_owner(entry: &[u8]) -> Result<Option<i64>, AppError> {
+    Ok(Some(split_entry(entry)?.0).filter(|owner| *owner != 0))
 }
 
 /// The order of a cache entry that has one (see [`entry_owner`]).
 fn decode_entry(entry: &[u8]) -> Result<Order, AppError> {
-    let Some(order) = entry.get(8..) else {
-        return Err(anyhow::anyhow!("order cache entry of {} bytes", entry.len()).into());
-    };
-    postcard::from_bytes(order).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}").into())
+    postcard::from_bytes(split_entry(entry)?.1).map_err(|e| anyhow::anyhow!("decoding a cached order: {e}").into())
 }
 
 /// An order and its owner, from the database.
