@@ -94,8 +94,10 @@ impl Layered {
         self.redis.as_ref().map(|r| r.key(&format!("cache:{}:invalidate", self.name)))
     }
 
+    /// A level-2 key. The `d` names the value's layout (its deadline first, see [`shared_get`](Self::shared_get)):
+    /// instances of a version that stored values without it never read these, nor these instances theirs.
     fn shared_key(&self, key: &str) -> Option<String> {
-        self.redis.as_ref().map(|r| r.key(&format!("cache:{}:{key}", self.name)))
+        self.redis.as_ref().map(|r| r.key(&format!("cache:{}:d:{key}", self.name)))
     }
 
     /// The cached value of `key`, or `load`'s. `load` returns the value and how long it may be cached.
@@ -157,18 +159,33 @@ impl Layered {
         jitter(self.local_ttl)
     }
 
+    /// A level-2 value is the entry's deadline (epoch milliseconds, 8 bytes big-endian) and then the value, so one
+    /// `GET` answers both (a `GET` + `PTTL` pipeline cost the client more than the server: bench/RESULTS.md). Level 1
+    /// keeps the entry until that deadline at the latest.
     async fn shared_get(&self, key: &str) -> Option<Entry> {
         let (redis, shared_key) = (self.redis.as_ref()?, self.shared_key(key)?);
         let mut conn = redis.conn();
-        let result: redis::RedisResult<(Option<Vec<u8>>, i64)> =
-            redis::pipe().cmd("GET").arg(&shared_key).cmd("PTTL").arg(&shared_key).query_async(&mut conn).await;
+        let result: redis::RedisResult<Option<Vec<u8>>> =
+            redis::cmd("GET").arg(&shared_key).query_async(&mut conn).await;
         match result {
-            Ok((Some(value), ttl_ms)) => {
+            Ok(Some(stored)) => {
+                let Some((deadline, value)) = stored.split_first_chunk::<8>() else {
+                    // Not a value this version wrote: a miss (the load overwrites it).
+                    self.counters[3].increment(1);
+                    return None;
+                };
+                let left_ms = i64::from_be_bytes(*deadline) - crate::db::now_ms();
+                if left_ms <= 0 {
+                    self.counters[3].increment(1);
+                    return None;
+                }
                 self.counters[2].increment(1);
-                let ttl = Duration::from_millis(ttl_ms.max(1) as u64).min(self.local_lifetime());
-                Some(Entry { value: Bytes::from(value), expires_at: Instant::now() + ttl })
+                let ttl = Duration::from_millis(left_ms as u64).min(self.local_lifetime());
+                // An exactly sized copy: level 1 keeps it for the entry's life (a slice of the reply would keep the
+                // reply's allocation and add a shared header).
+                Some(Entry { value: Bytes::copy_from_slice(value), expires_at: Instant::now() + ttl })
             }
-            Ok((None, _)) => {
+            Ok(None) => {
                 self.counters[3].increment(1);
                 None
             }
@@ -181,14 +198,13 @@ impl Layered {
 
     async fn shared_put(&self, key: &str, value: &Bytes, ttl: Duration) {
         let (Some(redis), Some(shared_key)) = (self.redis.as_ref(), self.shared_key(key)) else { return };
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let mut stored = Vec::with_capacity(8 + value.len());
+        stored.extend_from_slice(&(crate::db::now_ms() + ttl_ms as i64).to_be_bytes());
+        stored.extend_from_slice(value);
         let mut conn = redis.conn();
-        let result: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(&shared_key)
-            .arg(value.as_ref())
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(&mut conn)
-            .await;
+        let result: redis::RedisResult<()> =
+            redis::cmd("SET").arg(&shared_key).arg(stored).arg("PX").arg(ttl_ms).query_async(&mut conn).await;
         if let Err(error) = result {
             redis_error(&error);
         }

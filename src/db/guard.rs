@@ -36,7 +36,12 @@ tokio::task_local! {
 
 /// Runs `work` with every statement in it bounded by `guard`.
 pub async fn scope<F: Future>(guard: Guard, work: F) -> F::Output {
-    GUARD.scope(guard, work).await
+    scoped(guard, work).await
+}
+
+/// [`scope`] as a named future, for the request layer that holds it in its own.
+pub fn scoped<F: Future>(guard: Guard, work: F) -> tokio::task::futures::TaskLocalFuture<Guard, F> {
+    GUARD.scope(guard, work)
 }
 
 /// Fails statements fast while the database is known to be down.

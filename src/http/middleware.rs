@@ -1,15 +1,22 @@
 //! Cross-cutting request handling: error bodies, timeouts, statement deadlines, panics and request metrics.
 
 use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Timeout;
+use tower::{Layer, Service};
 
 use crate::error::{status_code_name, AppError, ErrorBody};
 
@@ -37,27 +44,77 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
 }
 
-/// What [`bounded`] needs: the database (for its statement deadlines) and the request's time limit.
+/// What [`Bounded`] needs: the database (for its statement deadlines) and the request's time limit.
 #[derive(Clone)]
 pub struct Limits {
     pub db: crate::db::Db,
     pub timeout: Duration,
 }
 
+impl<S> Layer<S> for Limits {
+    type Service = Bounded<S>;
+
+    fn layer(&self, inner: S) -> Bounded<S> {
+        Bounded { inner, limits: self.clone() }
+    }
+}
+
 /// Runs the handler within the request's limits, in one layer: every database statement bounded
 /// ([`crate::db::guard`]: the read deadline for GET and HEAD, the write deadline for anything else), and the whole
 /// handler answered with a 503 `request_timeout` once it runs longer than the configured limit.
-pub async fn bounded(State(limits): State<Limits>, req: Request, next: Next) -> Response {
-    let guard = match *req.method() {
-        axum::http::Method::GET | axum::http::Method::HEAD => limits.db.read_guard(),
-        _ => limits.db.write_guard(),
-    };
-    match tokio::time::timeout(limits.timeout, crate::db::guard::scope(guard, next.run(req))).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(limit_ms = limits.timeout.as_millis() as u64, "request timed out");
-            AppError::Unavailable { code: "request_timeout", message: "the request took too long".into() }
-                .into_response()
+///
+/// A tower layer rather than `axum::middleware::from_fn`: that boxes a clone of the inner service and the handler's
+/// future on every request, and the whole stack of futures is moved once more per box (see `bench/RESULTS.md`).
+#[derive(Clone)]
+pub struct Bounded<S> {
+    inner: S,
+    limits: Limits,
+}
+
+impl<S> Service<Request> for Bounded<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoundedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let guard = match *req.method() {
+            axum::http::Method::GET | axum::http::Method::HEAD => self.limits.db.read_guard(),
+            _ => self.limits.db.write_guard(),
+        };
+        let work = crate::db::guard::scoped(guard, self.inner.call(req));
+        BoundedFuture { work: tokio::time::timeout(self.limits.timeout, work), limit: self.limits.timeout }
+    }
+}
+
+pin_project! {
+    /// [`Bounded`]'s response: the handler's, or a 503 `request_timeout`.
+    pub struct BoundedFuture<F> {
+        #[pin]
+        work: Timeout<TaskLocalFuture<crate::db::guard::Guard, F>>,
+        limit: Duration,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for BoundedFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.work.poll(cx)) {
+            Ok(response) => Poll::Ready(response),
+            Err(_) => {
+                tracing::warn!(limit_ms = this.limit.as_millis() as u64, "request timed out");
+                let timed_out =
+                    AppError::Unavailable { code: "request_timeout", message: "the request took too long".into() };
+                Poll::Ready(Ok(timed_out.into_response()))
+            }
         }
     }
 }
@@ -87,19 +144,86 @@ pub fn route_label(req: &Request) -> &str {
 
 /// The response side of every request, in one layer: counts requests by method, route template and status, records
 /// their latency, and gives error responses our JSON body ([`json_error_body`]). Labels are `&'static str`
-/// (interned route templates, fixed method and status names), so recording allocates nothing.
-pub async fn observe(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = intern(route_label(&req));
-    let method = method_label(req.method());
-    crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let response = json_error_body(next.run(req).await);
-    crate::ops::IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let status = status_label(response.status());
-    let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
-    response
+/// (interned route templates, fixed method and status names), so recording allocates nothing. A tower layer for the
+/// reason given at [`Bounded`].
+#[derive(Clone, Copy, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = intern(route_label(&req));
+        let method = method_label(req.method());
+        let in_flight = InFlight::enter();
+        ObserveFuture { response: self.inner.call(req), started: Instant::now(), route, method, _in_flight: in_flight }
+    }
+}
+
+pin_project! {
+    /// [`Observe`]'s response.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        response: F,
+        started: Instant,
+        route: &'static str,
+        method: &'static str,
+        _in_flight: InFlight,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for ObserveFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.response.poll(cx));
+        let response = json_error_body(response);
+        let (method, route) = (*this.method, *this.route);
+        let status = status_label(response.status());
+        metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
+        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+            .record(this.started.elapsed().as_secs_f64());
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// One request in `http_requests_in_flight`, until its future ends: answered, or dropped with its connection.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        crate::ops::IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        crate::ops::IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Route templates as `&'static str`: each distinct template is leaked once (the router's templates, the

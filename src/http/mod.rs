@@ -109,10 +109,7 @@ pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> R
 
     let router = router
         .fallback(route_not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            middleware::Limits { db: db.clone(), timeout },
-            middleware::bounded,
-        ))
+        .layer(middleware::Limits { db: db.clone(), timeout })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit));
     let router = match cors_layer(config) {
@@ -121,7 +118,7 @@ pub fn with_middleware(router: Router, config: &Config, db: &crate::db::Db) -> R
     };
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(middleware::ObserveLayer)
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(record_response))
