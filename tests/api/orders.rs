@@ -609,3 +609,42 @@ async fn load_test_data_seeds_users_and_orders() {
         assert!(wxshop::demo_data::seed_load_test_data(&app.state.db, "x", 1, 1).await.is_err());
     }
 }
+
+/// Scale-out: level 2 holds an order with its deadline in front (one `GET` answers both). A fresh instance reads it
+/// without a database load; a value not in that layout, or past its deadline, is a miss that loads again, never an
+/// error or a stale answer.
+#[tokio::test]
+async fn a_level_two_value_out_of_layout_or_past_its_deadline_is_a_miss() {
+    let Some(backend) = scale_out_backend() else { return };
+    let a = spawn_app(&backend).await;
+    let Some(redis) = a.state.redis.clone() else { return };
+    let (token, address_id) = shopper(&a, "vera").await;
+    let (_, text) =
+        order(&a, &token, "l2-1", &json!({"items": [{"sku_id": 14, "quantity": 1}], "address_id": address_id})).await;
+    let id = json_of(&text)["id"].as_i64().unwrap();
+    let path = format!("/api/v1/orders/{id}");
+    assert_eq!(a.get_auth(&path, &token).await.0, 200);
+
+    let key = redis.key(&format!("cache:order:d:{}", wxshop::orders::query::cache_key(id)));
+    let mut conn = redis.conn();
+    let stored: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let deadline = i64::from_be_bytes(stored[..8].try_into().unwrap());
+    let ttl_ms = a.config.orders.cache_ttl_secs as i64 * 1000;
+    let left = deadline - wxshop::db::now_ms();
+    assert!(left > ttl_ms * 8 / 10 && left <= ttl_ms * 11 / 10, "{left} ms left of a {ttl_ms} ms TTL (±10%)");
+
+    let b = a.spawn_peer().await;
+    let (status, body) = b.get_auth(&path, &token).await;
+    assert_eq!((status, body["id"].as_i64()), (200, Some(id)), "{body}");
+    assert_eq!(b.state.order_cache.loads(), 0, "a fresh instance reads the order from level 2");
+
+    let mut expired = (wxshop::db::now_ms() - 1).to_be_bytes().to_vec();
+    expired.extend_from_slice(&stored[8..]);
+    for (what, bogus) in [("too short", vec![1u8, 2, 3]), ("past its deadline", expired)] {
+        let () = redis::cmd("SET").arg(&key).arg(bogus).query_async(&mut conn).await.unwrap();
+        let c = a.spawn_peer().await;
+        let (status, body) = c.get_auth(&path, &token).await;
+        assert_eq!((status, body["id"].as_i64()), (200, Some(id)), "{what}: {body}");
+        assert_eq!(c.state.order_cache.loads(), 1, "{what}: a miss, loaded from the database");
+    }
+}
