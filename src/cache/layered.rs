@@ -168,32 +168,30 @@ impl Layered {
         let result: redis::RedisResult<Option<Vec<u8>>> =
             redis::cmd("GET").arg(&shared_key).query_async(&mut conn).await;
         match result {
-            Ok(Some(stored)) => {
-                let Some((deadline, value)) = stored.split_first_chunk::<8>() else {
-                    // Not a value this version wrote: a miss (the load overwrites it).
-                    self.counters[3].increment(1);
-                    return None;
-                };
-                let left_ms = i64::from_be_bytes(*deadline) - crate::db::now_ms();
-                if left_ms <= 0 {
-                    self.counters[3].increment(1);
-                    return None;
-                }
-                self.counters[2].increment(1);
-                let ttl = Duration::from_millis(left_ms as u64).min(self.local_lifetime());
-                // An exactly sized copy: level 1 keeps it for the entry's life (a slice of the reply would keep the
-                // reply's allocation and add a shared header).
-                Some(Entry { value: Bytes::copy_from_slice(value), expires_at: Instant::now() + ttl })
-            }
-            Ok(None) => {
-                self.counters[3].increment(1);
-                None
+            Ok(stored) => {
+                let found = stored.as_deref().and_then(|stored| self.fresh(stored));
+                self.counters[if found.is_some() { 2 } else { 3 }].increment(1);
+                found
             }
             Err(error) => {
                 redis_error(&error);
                 None
             }
         }
+    }
+
+    /// The entry of a level-2 value; `None` for one past its deadline, or not in this version's layout (a miss:
+    /// the load overwrites it).
+    fn fresh(&self, stored: &[u8]) -> Option<Entry> {
+        let (deadline, value) = stored.split_first_chunk::<8>()?;
+        let left_ms = i64::from_be_bytes(*deadline) - crate::db::now_ms();
+        if left_ms <= 0 {
+            return None;
+        }
+        let ttl = Duration::from_millis(left_ms as u64).min(self.local_lifetime());
+        // An exactly sized copy: level 1 keeps it for the entry's life (a slice of the reply would keep the reply's
+        // allocation and add a shared header).
+        Some(Entry { value: Bytes::copy_from_slice(value), expires_at: Instant::now() + ttl })
     }
 
     async fn shared_put(&self, key: &str, value: &Bytes, ttl: Duration) {

@@ -34,13 +34,9 @@ tokio::task_local! {
     static GUARD: Guard;
 }
 
-/// Runs `work` with every statement in it bounded by `guard`.
-pub async fn scope<F: Future>(guard: Guard, work: F) -> F::Output {
-    scoped(guard, work).await
-}
-
-/// [`scope`] as a named future, for the request layer that holds it in its own.
-pub fn scoped<F: Future>(guard: Guard, work: F) -> tokio::task::futures::TaskLocalFuture<Guard, F> {
+/// Runs `work` with every statement in it bounded by `guard` (a named future, so that the request layer can hold
+/// it in its own).
+pub fn scope<F: Future>(guard: Guard, work: F) -> tokio::task::futures::TaskLocalFuture<Guard, F> {
     GUARD.scope(guard, work)
 }
 

@@ -88,7 +88,7 @@ where
             axum::http::Method::GET | axum::http::Method::HEAD => self.limits.db.read_guard(),
             _ => self.limits.db.write_guard(),
         };
-        let work = crate::db::guard::scoped(guard, self.inner.call(req));
+        let work = crate::db::guard::scope(guard, self.inner.call(req));
         BoundedFuture { work: tokio::time::timeout(self.limits.timeout, work), limit: self.limits.timeout }
     }
 }
