@@ -150,6 +150,14 @@ if rss:
     print("| --- | --- | --- |")
     print(f"| idle, after start | {rss.get('wxshop_idle_rss_kib', 0):.1f} MiB | {rss.get('gin_idle_rss_kib', 0):.1f} MiB |")
     print(f"| peak over the run (VmHWM) | {rss.get('wxshop_peak_rss_kib', 0):.1f} MiB | {rss.get('gin_peak_rss_kib', 0):.1f} MiB |")
+    if "wxshop_idle_rssanon_kib" in rss:
+        print(f"\nwxshop idle: {rss['wxshop_idle_rssanon_kib']:.1f} MiB anonymous (heap, stacks), "
+              f"{rss.get('wxshop_idle_rssfile_kib', 0):.1f} MiB file pages (code, read-only data)")
+    order = os.path.join(out, "startup-order.txt")
+    if os.path.exists(order):
+        found, listed = open(order).read().split()
+        print(f"start-up code ordered first in .text: {found} of the {listed} functions in link/startup-order.txt "
+              "(a low count: run scripts/startup-order.sh)")
 
 def profile(svg):
     import html

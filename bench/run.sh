@@ -122,6 +122,13 @@ PIDS+=("$WX_PID")
 wait_ready "$WX_PORT" 100
 sleep 1
 echo "wxshop_idle_rss_kib $(rss "$WX_PID")" >>"$OUT/rss.txt"
+# Idle RSS in its two parts: the heap and stacks, and the file pages mapped (mostly the binary's own code).
+awk '/^RssAnon|^RssFile/ {print "wxshop_idle_" tolower($1) "_kib", $2}' "/proc/$WX_PID/status" | tr -d : >>"$OUT/rss.txt"
+# How much of link/startup-order.txt (start-up code first in .text, build.rs) this build still has: a low count
+# means start-up code changed since scripts/startup-order.sh last ran, and idle RSS pays for it.
+listed=$(grep -vc '^#' link/startup-order.txt)
+found=$(nm --defined-only "$BIN" | awk '{print $3}' | sort -u | comm -12 - <(grep -v '^#' link/startup-order.txt | sort -u) | wc -l)
+echo "$found $listed" >"$OUT/startup-order.txt"
 DATA=$OUT/pairs-wxshop.txt OUTDIR=$OUT/wxshop python3 "$SHARED/bench/bench.py" wxshop=http://127.0.0.1:$WX_PORT \
   | tee "$OUT/wxshop.txt"
 echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
