@@ -156,8 +156,10 @@ if rss:
     order = os.path.join(out, "startup-order.txt")
     if os.path.exists(order):
         found, listed = open(order).read().split()
-        print(f"start-up code ordered first in .text: {found} of the {listed} functions in link/startup-order.txt "
-              "(a low count: run scripts/startup-order.sh)")
+        # The file lists the release and the profiling build's names (their hashes differ): about half match one.
+        print(f"start-up code ordered first in .text: {found} of the {listed} names in link/startup-order.txt "
+              "match this build (the file holds two builds' names, so about half; far fewer: run "
+              "scripts/startup-order.sh)")
 
 def profile(svg):
     import html
