@@ -2,11 +2,12 @@
 //! `scripts/startup-order.sh`).
 //!
 //! An idle instance keeps resident every code page it has run, and the kernel maps file pages around each fault in
-//! 64 KiB windows: the ~2,600 functions start-up runs, spread over a 19 MB `.text`, kept ~15 MB of it resident.
-//! Grouped at the front of `.text` they take ~5 MB (bench/RESULTS.md: idle RSS). The order is only a layout: a
+//! 64 KiB windows: the ~3,300 functions start-up runs, spread over a 19 MB `.text`, kept ~15 MB of it resident.
+//! Grouped at the front of `.text`, ~7 MB (bench/RESULTS.md, seventh pass: idle RSS). The order is only a layout: a
 //! symbol the file names that the build does not have is ignored, so a stale file costs memory, never correctness.
 //!
-//! Only where rustc links with LLD by default (x86_64 Linux, GNU target, since Rust 1.90): other linkers do not
+//! Only where rustc links with its own LLD by default (x86_64 Linux, GNU target, since Rust 1.90) and the build
+//! does not choose another linker (`target.<triple>.linker`, or linker flags in RUSTFLAGS): other linkers do not
 //! take `--symbol-ordering-file`.
 
 use std::path::Path;
@@ -16,8 +17,12 @@ fn main() {
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("link/startup-order.txt");
     println!("cargo:rerun-if-changed=link/startup-order.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let target = std::env::var("TARGET").unwrap_or_default();
-    if target != "x86_64-unknown-linux-gnu" || !rustc_links_with_lld() || !order.exists() {
+    // Cargo sets RUSTC_LINKER for a configured linker; any linker flag in RUSTFLAGS may also leave LLD out.
+    let other_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default().contains("link");
+    if target != "x86_64-unknown-linux-gnu" || other_linker || !rustc_links_with_lld() || !order.exists() {
         return;
     }
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
