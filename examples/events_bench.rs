@@ -78,7 +78,7 @@ async fn paid_events_once(pool: &sqlx::AnyPool, order_id: i64, n: usize) -> anyh
             json!({"order_id": order_id}),
             wxshop::db::now_ms(),
         );
-        wxshop::events::outbox::insert(&mut tx, &event, "order").await?;
+        wxshop::events::outbox::insert(&mut tx, &[(event, "order")]).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -19,7 +19,9 @@ mod query;
 mod times;
 
 pub use guard::Bounded;
-pub use query::{get_text, insert_returning_id, newest_first, purge_batch, retry_transient, retry_transient_up_to};
+pub use query::{
+    again, get_text, insert_returning_id, newest_first, purge_batch, retry_transient, retry_transient_up_to,
+};
 pub use times::{now_ms, parse_rfc3339, rfc3339, rfc3339_beijing};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -153,6 +155,9 @@ impl PoolSettings {
     }
 }
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Db {
     /// Builds the pool without connecting: the server starts (and reports not ready) while the database is down.
     pub fn connect_lazy(config: &Config) -> anyhow::Result<Db> {
@@ -177,6 +182,19 @@ impl Db {
             .max_lifetime(settings.max_lifetime)
             .idle_timeout(settings.idle_timeout)
             .acquire_timeout(settings.acquire_timeout)
+            // sqlx pings a connection before handing it out (`test_before_acquire`) and again when it comes back
+            // (always, in 0.8): two round trips on top of every use, which under load cost as much as the
+            // statements. A connection back in the pool less than a second ago answered that release ping, so only
+            // one idle for longer is pinged first, as before (a dead one is closed and another taken).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_IF_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    sqlx::Connection::ping(conn).await.map(|()| true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     for statement in session_setup(dialect) {
@@ -250,6 +268,21 @@ impl Db {
         let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").bounded().await,
             Dialect::MySql => self.pool.begin().bounded().await,
+        };
+        metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
+        tx
+    }
+
+    /// [`Db::begin_write`] on a connection the caller holds (one that just ran statements of its own, such as a
+    /// claim that must commit before the transaction starts).
+    pub async fn begin_write_on<'c>(
+        &self,
+        conn: &'c mut AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, Any>, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let tx = match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").bounded().await,
+            Dialect::MySql => sqlx::Connection::begin(conn).bounded().await,
         };
         metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
         tx

@@ -80,16 +80,29 @@ where
     let mut attempt = 1;
     loop {
         match body().await {
-            Err(error) if error.is_transient() && attempt < attempts => {
-                metrics::counter!("db_transaction_retries_total").increment(1);
-                tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
-                let pause = rand::Rng::random_range(&mut rand::rng(), 5..30) * u64::from(attempt);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                attempt += 1;
-            }
+            Err(error) if again(&error, &mut attempt, attempts).await => {}
             other => return other,
         }
     }
+}
+
+/// One step of [`retry_transient`] for a loop of the caller's own (a body that borrows, such as one running on a
+/// connection the caller holds): after `error` at `attempt` (counting from 1), whether to run again; if so, it has
+/// paused and counted the attempt.
+pub async fn again(error: &crate::error::AppError, attempt: &mut u32, attempts: u32) -> bool {
+    if !error.is_transient() || *attempt >= attempts {
+        return false;
+    }
+    pause_before_retry(*attempt).await;
+    *attempt += 1;
+    true
+}
+
+async fn pause_before_retry(attempt: u32) {
+    metrics::counter!("db_transaction_retries_total").increment(1);
+    tracing::info!(attempt, "transaction aborted by the database (deadlock); retrying");
+    let pause = rand::Rng::random_range(&mut rand::rng(), 5..30) * u64::from(attempt);
+    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
 }
 
 /// Rows of `select` (a `SELECT … FROM table` without WHERE) newest first by `id`: with `open`, only rows matching that

@@ -2,7 +2,7 @@
 //! dead letters.
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, QueryBuilder, Row};
 
 use crate::db::{get_text, Bounded, Dialect};
 use crate::events::envelope::CloudEvent;
@@ -10,20 +10,27 @@ use crate::events::envelope::CloudEvent;
 /// `published_at` of a parked (dead) row.
 pub const DEAD: i64 = -1;
 
-pub async fn insert(conn: &mut AnyConnection, event: &CloudEvent, aggregate: &str) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, occurred_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.id.clone())
-    .bind(aggregate.to_owned())
-    .bind(event.partitionkey.clone())
-    .bind(event.event_type.clone())
-    .bind(payload)
-    .bind(event.time_ms())
-    .execute(conn)
-    .bounded()
-    .await?;
+/// Inserts `events` (each with its aggregate type) in one statement, in this order (their `seq` ascending).
+pub async fn insert(conn: &mut AnyConnection, events: &[(CloudEvent, &str)]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for (event, aggregate) in events {
+        let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        rows.push((event, *aggregate, payload));
+    }
+    let mut sql =
+        QueryBuilder::<Any>::new("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, occurred_at) ");
+    sql.push_values(rows, |mut row, (event, aggregate, payload)| {
+        row.push_bind(event.id.clone())
+            .push_bind(aggregate.to_owned())
+            .push_bind(event.partitionkey.clone())
+            .push_bind(event.event_type.clone())
+            .push_bind(payload)
+            .push_bind(event.time_ms());
+    });
+    sql.build().execute(conn).bounded().await?;
     Ok(())
 }
 

@@ -140,7 +140,7 @@ pub async fn pass(state: &AppState) -> Result<usize, AppError> {
         outbox::mark_published(&mut tx, &published, now_ms(), bus::uses_log(state)).await?;
         tx.commit().bounded().await?;
     } else {
-        let mut tx = state.db.begin_write().await?;
+        let mut tx = state.db.begin_write_on(&mut conn).await?;
         outbox::mark_published(&mut tx, &published, now_ms(), bus::uses_log(state)).await?;
         tx.commit().bounded().await?;
     }

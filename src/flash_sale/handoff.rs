@@ -264,7 +264,7 @@ pub async fn materialize(app: &App, purchase: &PurchaseRow) -> Result<Outcome, A
         let items = [item];
         order_store::insert_items(&mut tx, order_id, &items).await?;
         order_store::insert_event(&mut tx, order_id, None, status, "system:flash_sale", now).await?;
-        order_store::order_created(&mut tx, order_id, &new, &items).await?;
+        crate::events::record(&mut tx, order_store::order_created(order_id, &new, &items)).await?;
         store::mark_created(&mut tx, &row.id, order_id, now).await?;
         tx.commit().bounded().await?;
         Ok((Outcome::Created(order_id), None))

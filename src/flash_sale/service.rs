@@ -116,9 +116,10 @@ pub async fn create(app: &App, input: CreateFlashSale) -> Result<AdminFlashSale,
         return Err(AppError::not_found("sku"));
     }
     // The sale's units leave the SKU's ordinary stock now, so no unit is sold twice.
-    if !order_store::take_stock(&mut tx, fields.sku_id, fields.stock, now, "flash_sale").await? {
+    let Some(taken) = order_store::take_stock(&mut tx, fields.sku_id, fields.stock, now, "flash_sale").await? else {
         return Err(AppError::conflict("insufficient_stock", "the SKU does not have that many units"));
-    }
+    };
+    crate::events::record(&mut tx, taken).await?;
     let id = store::insert_sale(&mut tx, &fields, now).await?;
     let sale = store::find_sale(&mut tx, id).await?.ok_or(AppError::not_found("flash_sale"))?;
     tx.commit().bounded().await?;
@@ -148,8 +149,11 @@ pub async fn update(app: &App, id: i64, input: UpdateFlashSale) -> Result<AdminF
     };
     check(&fields, (starts_at, ends_at), now, errors)?;
     let more = fields.stock - sale.stock;
-    if more > 0 && !order_store::take_stock(&mut tx, sale.sku_id, more, now, "flash_sale").await? {
-        return Err(AppError::conflict("insufficient_stock", "the SKU does not have that many units"));
+    if more > 0 {
+        let Some(taken) = order_store::take_stock(&mut tx, sale.sku_id, more, now, "flash_sale").await? else {
+            return Err(AppError::conflict("insufficient_stock", "the SKU does not have that many units"));
+        };
+        crate::events::record(&mut tx, taken).await?;
     }
     if more < 0 {
         order_store::return_stock(&mut tx, sale.sku_id, -more, now).await?;

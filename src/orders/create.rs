@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use crate::addresses::service::Address;
@@ -20,7 +21,7 @@ use crate::coupons;
 use crate::db::Bounded;
 
 use crate::crypto::sha256_hex;
-use crate::db::{now_ms, retry_transient, rfc3339};
+use crate::db::{now_ms, rfc3339};
 use crate::error::{AppError, FieldError};
 use crate::http::extract::{from_json_value, parse_json_value};
 use crate::orders::key_store;
@@ -68,12 +69,14 @@ pub async fn create_idempotent(
     let ttl_ms = app.config.orders.idempotency_ttl_secs as i64 * 1_000;
     let stale_after_ms = app.config.http.request_timeout_ms as i64 + 5_000;
     let pool = &app.db.pool;
+    // The claim and then the order's transaction on one connection: one trip to the pool, not two.
+    let mut conn = pool.acquire().bounded().await?;
     let mut now = now_ms();
-    if !key_store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await? {
-        key_store::delete_key_if_expired(pool, user_id, key, now).await?;
-        let claimed = key_store::claim_key(pool, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await?;
+    if !key_store::claim_key(&mut conn, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await? {
+        key_store::delete_key_if_expired(&mut conn, user_id, key, now).await?;
+        let claimed = key_store::claim_key(&mut conn, app.db.dialect, user_id, key, &hash, now, now + ttl_ms).await?;
         if !claimed {
-            let Some(existing) = key_store::find_key(pool, user_id, key).await? else {
+            let Some(existing) = key_store::find_key(&mut conn, user_id, key).await? else {
                 return Err(in_progress());
             };
             if existing.request_hash != hash {
@@ -91,13 +94,23 @@ pub async fn create_idempotent(
             }
             now = now_ms();
             let abandoned = now - existing.created_at > stale_after_ms && existing.expires_at > now;
-            if !(abandoned && key_store::retake_key(pool, user_id, key, existing.created_at, now, now + ttl_ms).await?)
+            if !(abandoned
+                && key_store::retake_key(&mut conn, user_id, key, existing.created_at, now, now + ttl_ms).await?)
             {
                 return Err(in_progress());
             }
         }
     }
-    match retry_transient(|| create(app, user_id, &request, Some(key))).await {
+    let mut attempt = 1;
+    let made = loop {
+        match create_on(app, &mut conn, user_id, &request, Some(key)).await {
+            Err(error) if crate::db::again(&error, &mut attempt, 3).await => {}
+            made => break made,
+        }
+    };
+    // Back to the pool before the release below takes one (an embedded database may have a single connection).
+    drop(conn);
+    match made {
         Ok(body) => Ok((StatusCode::CREATED, body)),
         Err(error) => {
             if let Err(e) = key_store::release_key(pool, user_id, key).await {
@@ -165,6 +178,18 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
 
 /// Makes the order in one transaction and returns its serialized response (stored with the key when given).
 pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
+    let mut conn = app.db.pool.acquire().bounded().await?;
+    create_on(app, &mut conn, user_id, request, key).await
+}
+
+/// [`create`] on a connection the caller holds.
+pub async fn create_on(
+    app: &App,
+    conn: &mut AnyConnection,
+    user_id: i64,
+    request: &CreateOrder,
+    key: Option<&str>,
+) -> Result<Bytes, AppError> {
     let remark = request.remark.clone().unwrap_or_default();
     if let Some(problem) = crate::domain::human_text_problem(&remark, 200, false) {
         return Err(AppError::validation("remark", problem));
@@ -173,7 +198,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         return Err(AppError::validation("items", "give either `items` or `\"from_cart\": true`"));
     }
     let now = now_ms();
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = app.db.begin_write_on(conn).await?;
     let wanted = match &request.items {
         Some(items) => lines(items.iter().map(|l| LineInput { sku_id: l.sku_id, quantity: l.quantity }).collect())?,
         None => {
@@ -245,7 +270,7 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
     }
     store::insert_items(&mut tx, id, &items).await?;
     store::insert_event(&mut tx, id, None, status, &format!("user:{user_id}"), now).await?;
-    store::order_created(&mut tx, id, &new, &items).await?;
+    let mut events = vec![store::order_created(id, &new, &items)];
     if request.from_cart {
         store::remove_from_cart(&mut tx, user_id, &sku_ids).await?;
     }
@@ -270,15 +295,18 @@ pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<
         key_store::complete_key(&mut tx, user_id, key, 201, &body).await?;
     }
     // The stock last, just before the commit: a best seller's SKU row is what every order of a promotion locks, so
-    // each holds that lock for two statements and the commit, not for the whole order. Ascending SKU order: every
-    // order transaction locks these rows in the same order. Should a line fall short now, the transaction rolls
-    // back with everything it wrote.
+    // each holds that lock for its own statement, the events' and the commit, not for the whole order. Ascending
+    // SKU order: every order transaction locks these rows in the same order. Should a line fall short now, the
+    // transaction rolls back with everything it wrote.
     for line in &order.items {
-        if !store::take_stock(&mut tx, line.sku_id, line.quantity, now, "order").await? {
+        let Some(taken) = store::take_stock(&mut tx, line.sku_id, line.quantity, now, "order").await? else {
             let left = skus.iter().find(|s| s.sku_id == line.sku_id).map_or(0, |s| s.stock);
             return Err(insufficient_stock(line.sku_id, left, line.quantity));
-        }
+        };
+        events.push(taken);
     }
+    // `order.created` and each line's `sku.stock_changed`, in one statement after the changes they describe.
+    crate::events::record_all(&mut tx, events).await?;
     tx.commit().bounded().await?;
     // A "no such order" may be cached for this id (someone probed it): drop it.
     crate::orders::changed_owned_by(app, id, user_id).await;

@@ -16,7 +16,7 @@ pub struct IdempotencyRow {
 
 /// Claims `key` for a request; returns whether this call did (false: someone holds it already).
 pub async fn claim_key(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     dialect: Dialect,
     user_id: i64,
     key: &str,
@@ -35,20 +35,24 @@ pub async fn claim_key(
         .bind(hash.to_owned())
         .bind(now)
         .bind(expires_at)
-        .execute(pool)
+        .execute(conn)
         .bounded()
         .await?;
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn find_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>, sqlx::Error> {
+pub async fn find_key(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT request_hash, state, response_status, response_body, created_at, expires_at FROM idempotency_key \
          WHERE user_id = ? AND idem_key = ?",
     )
     .bind(user_id)
     .bind(key.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .bounded()
     .await?;
     row.map(|r| {
@@ -71,7 +75,7 @@ pub async fn find_key(pool: &AnyPool, user_id: i64, key: &str) -> Result<Option<
 
 /// Takes over a key whose request was abandoned (claimed at `claimed_at`, never completed).
 pub async fn retake_key(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user_id: i64,
     key: &str,
     claimed_at: i64,
@@ -87,7 +91,7 @@ pub async fn retake_key(
     .bind(user_id)
     .bind(key.to_owned())
     .bind(claimed_at)
-    .execute(pool)
+    .execute(conn)
     .bounded()
     .await?;
     Ok(result.rows_affected() == 1)
@@ -132,12 +136,17 @@ pub async fn delete_expired_keys(pool: &AnyPool, now: i64) -> Result<u64, sqlx::
 }
 
 /// Deletes an expired key so it can be claimed afresh.
-pub async fn delete_key_if_expired(pool: &AnyPool, user_id: i64, key: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_key_if_expired(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    key: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM idempotency_key WHERE user_id = ? AND idem_key = ? AND expires_at <= ?")
         .bind(user_id)
         .bind(key.to_owned())
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .bounded()
         .await?;
     Ok(())

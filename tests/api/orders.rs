@@ -176,6 +176,69 @@ async fn an_order_is_all_or_nothing() {
     }
 }
 
+/// The outbox rows since `after_seq`: (aggregate type, aggregate id, short type, data), in `seq` order.
+async fn events_after(app: &TestApp, after_seq: i64) -> Vec<(String, String, String, Value)> {
+    let rows = sqlx::query("SELECT aggregatetype, aggregateid, type, payload FROM outbox WHERE seq > ? ORDER BY seq")
+        .bind(after_seq)
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            use sqlx::Row;
+            let kind: String = r.try_get("type").unwrap();
+            let payload: Value = serde_json::from_str(&wxshop::db::get_text(r, "payload").unwrap()).unwrap();
+            (
+                r.try_get("aggregatetype").unwrap(),
+                r.try_get("aggregateid").unwrap(),
+                kind.trim_start_matches("cn.wxshop.").trim_end_matches(".v1").to_owned(),
+                payload["data"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_order_records_its_events_after_its_changes_and_a_failed_one_none() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let (token, address_id) = shopper(&app, "evan").await;
+        set_stock(&app, 4, 10).await;
+        set_stock(&app, 5, 10).await;
+        let before = count(&app, "SELECT COALESCE(MAX(seq), 0) FROM outbox").await;
+        let body =
+            json!({"items": [{"sku_id": 5, "quantity": 3}, {"sku_id": 4, "quantity": 2}], "address_id": address_id});
+        let (status, text) = order(&app, &token, "evented", &body).await;
+        assert_eq!(status, 201, "{text}");
+        let id = json_of(&text)["id"].as_i64().unwrap();
+        let events = events_after(&app, before).await;
+        let kinds: Vec<(&str, &str, &str)> =
+            events.iter().map(|(a, i, k, _)| (a.as_str(), i.as_str(), k.as_str())).collect();
+        let id_text = id.to_string();
+        assert_eq!(
+            kinds,
+            [
+                ("order", id_text.as_str(), "order.created"),
+                ("sku", "4", "sku.stock_changed"),
+                ("sku", "5", "sku.stock_changed")
+            ],
+            "the order's event, then each line's in ascending SKU order"
+        );
+        assert_eq!(events[0].3["total_fen"], json_of(&text)["total_fen"]);
+        assert_eq!(events[0].3["items"].as_array().unwrap().len(), 2);
+        assert_eq!(events[1].3, json!({"sku_id": 4, "delta": -2, "reason": "order"}));
+        assert_eq!(events[2].3, json!({"sku_id": 5, "delta": -3, "reason": "order"}));
+
+        // Short on one line: no order, no stock taken, no event.
+        set_stock(&app, 5, 1).await;
+        let before = count(&app, "SELECT COALESCE(MAX(seq), 0) FROM outbox").await;
+        let (status, text) = order(&app, &token, "short", &body).await;
+        assert_eq!((status, json_of(&text)["code"].as_str()), (409, Some("insufficient_stock")), "{text}");
+        assert!(events_after(&app, before).await.is_empty(), "no event of an order that was not made");
+        assert_eq!((stock(&app, 4).await, stock(&app, 5).await), (8, 1));
+    }
+}
+
 const STOCK_EVENTS_OF_SKU_7: &str =
     "SELECT COUNT(*) FROM outbox WHERE type = 'cn.wxshop.sku.stock_changed.v1' AND aggregateid = '7'";
 

@@ -5,6 +5,7 @@ use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
 use crate::db::insert_returning_id;
 use crate::db::Bounded;
+use crate::events::Event;
 
 /// A SKU as an order line needs it, with its product.
 pub struct SkuForOrder {
@@ -44,22 +45,28 @@ pub async fn skus_for_order(conn: &mut AnyConnection, sku_ids: &[i64]) -> Result
         .collect()
 }
 
-/// Takes `quantity` from a SKU's stock if it has that much. Returns whether it did.
 /// Records `sku.stock_changed` for a change of `delta` units (inside the changing transaction).
 pub async fn stock_changed(conn: &mut AnyConnection, sku_id: i64, delta: i64, reason: &str) -> Result<(), sqlx::Error> {
-    let data = serde_json::json!({ "sku_id": sku_id, "delta": delta, "reason": reason });
-    crate::events::record(conn, crate::events::Event::new("sku", sku_id, "sku.stock_changed", data)).await
+    crate::events::record(conn, stock_changed_event(sku_id, delta, reason)).await
 }
 
-/// Takes `quantity` units of an active SKU if that many are there; `reason` goes into its `sku.stock_changed`
-/// event (`order`, `flash_sale`).
+/// `sku.stock_changed` for a change of `delta` units; `reason`: `order`, `flash_sale`, `admin`, `returned`.
+pub fn stock_changed_event(sku_id: i64, delta: i64, reason: &str) -> Event {
+    let data = serde_json::json!({ "sku_id": sku_id, "delta": delta, "reason": reason });
+    Event::new("sku", sku_id, "sku.stock_changed", data)
+}
+
+/// Takes `quantity` units of an active SKU if that many are there. When it did, returns the `sku.stock_changed`
+/// event (`reason`: `order`, `flash_sale`), for the caller to record in this transaction after its other changes
+/// (an order records all its events in one statement).
+#[must_use = "record the returned event in the same transaction"]
 pub async fn take_stock(
     conn: &mut AnyConnection,
     sku_id: i64,
     quantity: i64,
     now: i64,
     reason: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<Event>, sqlx::Error> {
     let result = sqlx::query(
         "UPDATE sku SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ? AND status = 'active'",
     )
@@ -70,11 +77,7 @@ pub async fn take_stock(
     .execute(&mut *conn)
     .bounded()
     .await?;
-    let taken = result.rows_affected() == 1;
-    if taken {
-        stock_changed(conn, sku_id, -quantity, reason).await?;
-    }
-    Ok(taken)
+    Ok((result.rows_affected() == 1).then(|| stock_changed_event(sku_id, -quantity, reason)))
 }
 
 pub async fn return_stock(conn: &mut AnyConnection, sku_id: i64, quantity: i64, now: i64) -> Result<(), sqlx::Error> {

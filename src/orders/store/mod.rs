@@ -70,14 +70,9 @@ fn order_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     })
 }
 
-/// Records `order.created` with the order's lines (inside the creating transaction, after its rows), from what the
+/// `order.created` with the order's lines, to record inside the creating transaction after its rows, from what the
 /// creating code already holds: no read-back of the rows it just wrote.
-pub async fn order_created(
-    conn: &mut AnyConnection,
-    id: i64,
-    order: &NewOrder<'_>,
-    items: &[ItemRow],
-) -> Result<(), sqlx::Error> {
+pub fn order_created(id: i64, order: &NewOrder<'_>, items: &[ItemRow]) -> crate::events::Event {
     let items: Vec<serde_json::Value> = items
         .iter()
         .map(|i| serde_json::json!({ "sku_id": i.sku_id, "quantity": i.quantity, "price_fen": i.price_fen }))
@@ -87,7 +82,7 @@ pub async fn order_created(
         "discount_fen": order.discount_fen, "coupon_id": order.coupon_id, "flash_sale_id": order.flash_sale_id,
         "items": items,
     });
-    crate::events::record(conn, crate::events::Event::new("order", id, "order.created", data)).await
+    crate::events::Event::new("order", id, "order.created", data)
 }
 
 /// An order's number, owner and total (what its events carry).
