@@ -211,35 +211,44 @@ impl Layered {
     /// Drops `key` from both levels here, and from level 1 on every other instance; once now and once again
     /// after [`SECOND_INVALIDATION`] (see the module comment).
     pub async fn invalidate(self: &Arc<Self>, key: &str) {
-        self.invalidate_once(key).await;
-        let (cache, key) = (Arc::downgrade(self), key.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(SECOND_INVALIDATION).await;
-            if let Some(cache) = cache.upgrade() {
-                cache.invalidate_once(&key).await;
-            }
-        });
+        Layered::invalidate_together(&[(self, key)]).await;
     }
 
-    async fn invalidate_once(&self, key: &str) {
-        self.local.remove(key);
+    /// [`invalidate`](Self::invalidate) of entries of several caches (of one Redis), each pass one round trip for
+    /// them all: a new order drops its id's entry and its owner's first page together.
+    pub async fn invalidate_together(entries: &[(&Arc<Layered>, &str)]) {
+        let pending: Vec<(std::sync::Weak<Layered>, String)> =
+            entries.iter().map(|(cache, key)| (Arc::downgrade(cache), (*key).to_owned())).collect();
+        invalidate_once(entries.iter().map(|(cache, key)| (&***cache, *key))).await;
+        tokio::spawn(async move {
+            tokio::time::sleep(SECOND_INVALIDATION).await;
+            let alive: Vec<(Arc<Layered>, String)> =
+                pending.into_iter().filter_map(|(cache, key)| Some((cache.upgrade()?, key))).collect();
+            invalidate_once(alive.iter().map(|(cache, key)| (&**cache, key.as_str()))).await;
+        });
+    }
+}
+
+/// One pass of [`Layered::invalidate_together`]: level 1 here, then one pipeline of a `DEL` of level 2 and a
+/// `PUBLISH` to the other instances per entry.
+async fn invalidate_once<'a>(entries: impl Iterator<Item = (&'a Layered, &'a str)>) {
+    let mut pipe = redis::pipe();
+    let mut shared = None;
+    for (cache, key) in entries {
+        cache.local.remove(key);
         let (Some(redis), Some(shared_key), Some(channel)) =
-            (self.redis.as_ref(), self.shared_key(key), self.channel())
+            (cache.redis.as_ref(), cache.shared_key(key), cache.channel())
         else {
-            return;
+            continue;
         };
-        let mut conn = redis.conn();
-        let result: redis::RedisResult<((), i64)> = redis::pipe()
-            .cmd("DEL")
-            .arg(&shared_key)
-            .cmd("PUBLISH")
-            .arg(&channel)
-            .arg(key)
-            .query_async(&mut conn)
-            .await;
-        if let Err(error) = result {
-            redis_error(&error);
-        }
+        pipe.cmd("DEL").arg(&shared_key).ignore().cmd("PUBLISH").arg(&channel).arg(key).ignore();
+        shared.get_or_insert(redis);
+    }
+    let Some(redis) = shared else { return };
+    let mut conn = redis.conn();
+    let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+    if let Err(error) = result {
+        redis_error(&error);
     }
 }
 
@@ -347,7 +356,7 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        cache.invalidate_once("k").await;
+        invalidate_once([(&*cache, "k")].into_iter()).await;
         release.send(()).unwrap();
         assert_eq!(slow.await.unwrap().unwrap(), "old");
         assert_eq!(cache.get_or_load("k", || async { value("new") }).await.unwrap(), "new");

@@ -95,8 +95,8 @@ pub async fn changed(app: &crate::state::App, order_id: i64) {
 
 /// [`changed`] where the caller knows the owner (it just created the order): no lookup.
 pub async fn changed_owned_by(app: &crate::state::App, order_id: i64, user_id: i64) {
-    app.order_cache.invalidate(&query::cache_key(order_id)).await;
-    app.order_lists.invalidate(&user_id.to_string()).await;
+    let (order, list) = (query::cache_key(order_id), user_id.to_string());
+    crate::cache::layered::Layered::invalidate_together(&[(&app.order_cache, &order), (&app.order_lists, &list)]).await;
 }
 
 #[cfg(test)]
