@@ -60,6 +60,9 @@ pub async fn purge_batch(
     Ok(query.bind(bound).execute(pool).bounded().await?.rows_affected())
 }
 
+/// How many times a request runs a transaction the database keeps aborting ([`retry_transient`]).
+pub const TRANSACTION_ATTEMPTS: u32 = 3;
+
 /// Runs a transaction body again when the database aborted it as a deadlock victim or serialization failure
 /// (up to three attempts, with a short random pause). The body must do all its work in its own transaction.
 pub async fn retry_transient<T, F, Fut>(body: F) -> Result<T, crate::error::AppError>
@@ -67,7 +70,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::error::AppError>>,
 {
-    retry_transient_up_to(3, body).await
+    retry_transient_up_to(TRANSACTION_ATTEMPTS, body).await
 }
 
 /// [`retry_transient`] with up to `attempts` attempts, the random pause growing with each: for background work

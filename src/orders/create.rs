@@ -104,7 +104,7 @@ pub async fn create_idempotent(
     let mut attempt = 1;
     let made = loop {
         match create_on(app, &mut conn, user_id, &request, Some(key)).await {
-            Err(error) if crate::db::again(&error, &mut attempt, 3).await => {}
+            Err(error) if crate::db::again(&error, &mut attempt, crate::db::TRANSACTION_ATTEMPTS).await => {}
             made => break made,
         }
     };
