@@ -108,10 +108,14 @@ pub async fn create_idempotent(
             made => break made,
         }
     };
-    // Back to the pool before the release below takes one (an embedded database may have a single connection).
+    // Back to the pool before the cache work (a slow Redis must not hold it) and before the release below takes one
+    // (an embedded database may have a single connection).
     drop(conn);
     match made {
-        Ok(body) => Ok((StatusCode::CREATED, body)),
+        Ok((id, body)) => {
+            created(app, id, user_id).await;
+            Ok((StatusCode::CREATED, body))
+        }
         Err(error) => {
             if let Err(e) = key_store::release_key(pool, user_id, key).await {
                 // The database is sick: free the key as soon as it answers, so a retry is not refused as
@@ -179,17 +183,28 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
 /// Makes the order in one transaction and returns its serialized response (stored with the key when given).
 pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
     let mut conn = app.db.pool.acquire().bounded().await?;
-    create_on(app, &mut conn, user_id, request, key).await
+    let made = create_on(app, &mut conn, user_id, request, key).await;
+    drop(conn);
+    let (id, body) = made?;
+    created(app, id, user_id).await;
+    Ok(body)
 }
 
-/// [`create`] on a connection the caller holds.
-pub async fn create_on(
+/// After the commit, with the connection back in the pool (a slow Redis must not hold it): a "no such order" may be
+/// cached for the new id (someone probed it), and the owner's first page lacks it; drop both.
+async fn created(app: &App, id: i64, user_id: i64) {
+    crate::orders::changed_owned_by(app, id, user_id).await;
+    metrics::counter!("orders_created_total").increment(1);
+}
+
+/// [`create`]'s transaction on a connection the caller holds: the new order's id and its response.
+async fn create_on(
     app: &App,
     conn: &mut AnyConnection,
     user_id: i64,
     request: &CreateOrder,
     key: Option<&str>,
-) -> Result<Bytes, AppError> {
+) -> Result<(i64, Bytes), AppError> {
     let remark = request.remark.clone().unwrap_or_default();
     if let Some(problem) = crate::domain::human_text_problem(&remark, 200, false) {
         return Err(AppError::validation("remark", problem));
@@ -308,10 +323,7 @@ pub async fn create_on(
     // `order.created` and each line's `sku.stock_changed`, in one statement after the changes they describe.
     crate::events::record_all(&mut tx, events).await?;
     tx.commit().bounded().await?;
-    // A "no such order" may be cached for this id (someone probed it): drop it.
-    crate::orders::changed_owned_by(app, id, user_id).await;
-    metrics::counter!("orders_created_total").increment(1);
-    Ok(Bytes::from(body))
+    Ok((id, Bytes::from(body)))
 }
 
 fn insufficient_stock(sku_id: i64, left: i64, wanted: i64) -> AppError {
