@@ -20,7 +20,7 @@ mod times;
 
 pub use guard::Bounded;
 pub use query::{
-    again, get_text, insert_returning_id, newest_first, purge_batch, retry_transient, retry_transient_up_to,
+    again, get_text, insert_returning_id, newest_first, purge_batch, retry_transient, retry_transient_up_to, take_turn,
     TRANSACTION_ATTEMPTS,
 };
 pub use times::{now_ms, parse_rfc3339, rfc3339, rfc3339_beijing};

@@ -4,7 +4,7 @@
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 
-use super::Bounded;
+use super::{Bounded, Dialect};
 
 /// Runs an INSERT and returns the generated id. sqlx's Any driver reports MySQL's `LAST_INSERT_ID()` but drops
 /// SQLite's rowid (sqlx 0.8 `sqlx-sqlite/src/any.rs` `map_result`), so SQLite asks for it on the same connection.
@@ -58,6 +58,19 @@ pub async fn purge_batch(
         query = query.bind(*id);
     }
     Ok(query.bind(bound).execute(pool).bounded().await?.rows_affected())
+}
+
+/// Waits, inside the caller's transaction, for `job`'s turn (its row of `job_turn`, seeded by a migration): the row
+/// stays locked until the transaction ends, so one instance at a time runs the job and the others queue behind it
+/// (each wait bounded by `innodb_lock_wait_timeout`). For work that would otherwise deadlock against itself run
+/// from two instances. SQLite needs no statement: a write transaction there already excludes every other writer.
+pub async fn take_turn(conn: &mut AnyConnection, dialect: Dialect, job: &str) -> Result<(), sqlx::Error> {
+    if dialect == Dialect::Sqlite {
+        return Ok(());
+    }
+    let sql = format!("SELECT name FROM job_turn WHERE name = ?{}", dialect.for_update());
+    sqlx::query(&sql).bind(job.to_owned()).fetch_one(conn).bounded().await?;
+    Ok(())
 }
 
 /// How many times a request runs a transaction the database keeps aborting ([`retry_transient`]).

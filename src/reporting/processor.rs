@@ -1,9 +1,11 @@
 //! Turns stored reports into daily aggregates per page (Beijing day of the corrected time): page views, unique
 //! visitors (exact: one `traffic_visitor` row per visitor, day and page), clicks, errors, and perf timings in fixed
-//! buckets. Rows are claimed unprocessed (`FOR UPDATE SKIP LOCKED` on MySQL, so instances share the work), counted
-//! and marked processed in one transaction: each event counts once. With Kafka configured, each event also goes
-//! to the `<prefix>track` topic through the outbox. Processed rows are deleted after 8 days (the deduplication
-//! window: the SDK keeps events offline for up to 7).
+//! buckets. Instances take turns (each batch's transaction first takes the job's turn, [`crate::db::take_turn`]):
+//! every batch upserts the same aggregates, and two instances doing so at once deadlocked on InnoDB's gap locks
+//! batch after batch. A batch's rows are claimed unprocessed (`FOR UPDATE SKIP LOCKED` on MySQL, passing over rows
+//! the ingest writer has not committed yet), counted and marked processed in one transaction: each event counts
+//! once. With Kafka configured, each event also goes to the `<prefix>track` topic through the outbox. Processed rows
+//! are deleted after 8 days (the deduplication window: the SDK keeps events offline for up to 7).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -68,15 +70,18 @@ pub async fn pass(app: &App) -> Result<usize, AppError> {
     }
 }
 
-/// One batch, run again on a deadlock. Two processors (instances, or a pass beside the background one) upserting
-/// the same aggregates can deadlock on InnoDB's gap locks even in key order, and did three times in a row in a CI
-/// run: up to eight attempts, with pauses growing to ~0.2 s.
+/// The job's row in `job_turn`.
+const TURN: &str = "reporting.processor";
+
+/// One batch, run again on a deadlock (up to eight attempts, with pauses growing to ~0.2 s). Processors no longer
+/// meet each other (they take turns), but a batch still locks index gaps the ingest writer inserts into.
 async fn batch(app: &App) -> Result<usize, AppError> {
     crate::db::retry_transient_up_to(8, || batch_once(app)).await
 }
 
 async fn batch_once(app: &App) -> Result<usize, AppError> {
     let mut tx = app.db.begin_write().await?;
+    crate::db::take_turn(&mut tx, app.db.dialect, TURN).await?;
     let sql = format!(
         "SELECT id, source, event_id, type, page, props, occurred_at FROM track_event WHERE processed = 0 \
          ORDER BY id LIMIT ?{}",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::helpers::{backends, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::helpers::{backends, scale_out_backend, spawn_app, spawn_app_with, Backend, TestApp};
 
 fn event(id: &str, kind: &str, page: &str) -> Value {
     json!({"event_id": id, "type": kind, "occurred_at": wxshop::db::rfc3339(wxshop::db::now_ms()), "page": page})
@@ -163,6 +163,35 @@ async fn a_blocked_database_is_a_quick_503_with_retry_after_and_nothing_acknowle
         }
         assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM track_event").await, 6);
     }
+}
+
+/// Instances take turns processing reports (two at once deadlocked on the aggregates' gap locks batch after batch):
+/// while another instance holds the turn, neither this instance's processor nor an explicit pass processes
+/// anything; once it commits, every event is counted once.
+#[tokio::test]
+async fn instances_take_turns_processing_reports() {
+    let Some(backend) = scale_out_backend() else { return };
+    let app = spawn_app(&backend).await;
+    let admin = app.admin_token("viewer").await;
+    let mut holder = app.state.db.begin_write().await.unwrap();
+    wxshop::db::take_turn(&mut holder, app.state.db.dialect, "reporting.processor").await.unwrap();
+    let events: Vec<Value> = (0..50).map(|i| event(&format!("t{i}"), "page_view", "pages/turn/turn")).collect();
+    let answer = send_until_stored(&app, &json!({"anon_id": "anon-turns", "batch": events})).await;
+    assert_eq!(answer["accepted"], 50, "{answer}");
+    let state = app.state.clone();
+    let waiting =
+        tokio::spawn(async move { wxshop::reporting::processor::pass(&state).await.map_err(|e| e.to_string()) });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished(), "the pass waits for its turn");
+    let unprocessed = app.scalar("SELECT COUNT(*) AS n FROM track_event WHERE processed = 0").await;
+    assert_eq!(unprocessed, 50, "nothing processed while another instance holds the turn");
+    holder.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    process(&app).await;
+    let (_, stats) = app.get_auth("/admin/api/v1/stats/traffic", &admin).await;
+    let page = stats["items"].as_array().unwrap().iter().find(|i| i["page"] == "pages/turn/turn").cloned();
+    let page = page.expect("the page's aggregate");
+    assert_eq!((page["pv"].as_i64(), page["uv"].as_i64()), (Some(50), Some(1)), "{page}");
 }
 
 /// The reporting volume: `WXSHOP_TEST_REPORT_EVENTS` events (default 100,000) from 1,000 users in batches, each
