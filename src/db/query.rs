@@ -1,5 +1,5 @@
 //! Statement helpers every store uses: generated ids, TEXT columns, newest-first pages, batched retention
-//! deletes, and retrying a transaction the database aborted.
+//! deletes, retrying a transaction the database aborted, and a background job's turn across instances.
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
