@@ -1,7 +1,8 @@
 //! The ingest writer: one per instance. Requests queue (bounded) and the writer group-commits whatever is waiting
 //! into one transaction (one multi-row `INSERT IGNORE` per request, so each learns its own new and duplicate
-//! counts), then answers every request of the group. Nothing is acknowledged before its commit; a full queue is
-//! answered at once, and no request waits more than 3 s.
+//! counts), then answers every request of the group. Nothing is acknowledged before its commit; a group the
+//! database aborts as a deadlock victim runs again; a full queue is answered at once, and no request waits more
+//! than 3 s.
 
 use std::time::Duration;
 
@@ -89,7 +90,11 @@ async fn writer(db: Db, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         metrics::histogram!("track_ingest_group_requests").record(group.len() as f64);
-        match write(&db, &group).await {
+        // The processor's batch locks rows and gaps these inserts need (a duplicate's row, the index's tail), and
+        // InnoDB can pick the group as a deadlock victim: the group runs again (`INSERT IGNORE` makes that safe)
+        // instead of answering its requests 503.
+        let written = crate::db::retry_transient(|| async { write(&db, &group).await.map_err(AppError::from) }).await;
+        match written {
             Ok(counts) => {
                 for (job, counts) in group.into_iter().zip(counts) {
                     let _ = job.reply.send(Ok(counts));
