@@ -5,9 +5,10 @@ import json, os, re, statistics, sys
 
 out = sys.argv[1]
 rows = []
-for run in ("gin", "wxshop"):
+# One bench.py output directory per server and round (gin-1, wxshop-1, wxshop-2, …; gin and wxshop in older runs).
+for run in sorted(os.listdir(out)):
     path = os.path.join(out, run, "results.json")
-    if os.path.exists(path):
+    if re.fullmatch(r"(gin|wxshop)(-\d+)?", run) and os.path.exists(path):
         rows += json.load(open(path))["rows"]
 
 

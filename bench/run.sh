@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # wxshop against the Gin peer (../shared/peers/gin-seed) and nginx `return 200` (the ceiling for one HTTP
-# response), on this machine, one after the other, with the same load generator settings: the shared driver
-# ../shared/bench/bench.py (wrk -t1 on core 1; the server, its MariaDB and its Redis on core 0). Then, on the same
-# layout: flash-sale purchase attempts on both (a sale of 100 units sells out, then the sold-out phase); the
-# promotion burst (wxshop's reads alone, then with order creation at 500/s against the same users); growth (the
-# order list at 100k, 1M and 5M orders on MariaDB, 100k and 1M on SQLite). Prints the table with each target met or
-# not (bench/report.py) and leaves everything under /tmp/wxshop-bench/<timestamp>/.
+# response), on this machine, side by side (the two servers take turns, round by round), with the same load
+# generator settings: the shared driver ../shared/bench/bench.py (wrk -t1 on core 1; the server, its MariaDB and its
+# Redis on core 0). Then, on the same layout: flash-sale purchase attempts on both (a sale of 100 units sells out,
+# then the sold-out phase); the promotion burst (wxshop's reads alone, then with order creation at 500/s against
+# the same users); growth (the order list at 100k, 1M and 5M orders on MariaDB, 100k and 1M on SQLite). Prints the
+# table with each target met or not (bench/report.py) and leaves everything under /tmp/wxshop-bench/<timestamp>/.
 #
-#   bash bench/run.sh            # DURATION=15 CONNS="64 400" REPEATS_ORDER_ID=3 by default (see bench.py)
+#   bash bench/run.sh            # DURATION=15 CONNS="64 400" REPEATS_ORDER_ID=3 (rounds) by default (see bench.py)
 #   DURATION=5 REPEATS_ORDER_ID=1 GROWTH=0 bash bench/run.sh     # a quick pass, without the growth stage
 #
 # Knobs besides bench.py's: GROWTH=1, GROWTH_SIZES="100000 1000000 5000000", GROWTH_SQLITE_SIZES="100000 1000000",
@@ -91,16 +91,52 @@ export WXSHOP_RATE_LIMIT__PURCHASE_PER_IP=0
 echo 'bench-admin-password' | "$BIN" admin create --username bench --role operator >/dev/null
 
 if [ "${GROWTH_ONLY:-0}" != 1 ]; then
-echo "== run 1: gin peer and nginx hello (interleaved)"
+echo "== run 1: the Gin peer (with nginx hello) and wxshop, side by side in alternating rounds"
 bash "$SHARED/bench/hello/hello.sh" start
 SERVER_CPU=0 ADDR=127.0.0.1:8080 REDIS_DB=0 bash "$SHARED/peers/gin-seed/start.sh"
 GIN_PID=$(cat /tmp/gin-seed/run/gin-seed.pid)
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 echo "gin_idle_rss_kib $(rss "$GIN_PID")" >"$OUT/rss.txt"
-DATA=$OUT/pairs-gin.txt OUTDIR=$OUT/gin python3 "$SHARED/bench/bench.py" gin=http://127.0.0.1:8080 hello=http://127.0.0.1:8090 \
-  | tee "$OUT/gin.txt"
+taskset -c 0 "$BIN" serve &
+WX_PID=$!
+PIDS+=("$WX_PID")
+wait_ready "$WX_PORT" 100
+sleep 1
+echo "wxshop_idle_rss_kib $(rss "$WX_PID")" >>"$OUT/rss.txt"
+# Idle RSS in its two parts: the heap and stacks, and the file pages mapped (mostly the binary's own code).
+awk '/^RssAnon|^RssFile/ {print "wxshop_idle_" tolower($1) "_kib", $2}' "/proc/$WX_PID/status" | tr -d : >>"$OUT/rss.txt"
+# How much of link/startup-order.txt (start-up code first in .text, build.rs) this build still has: a low count
+# means start-up code changed since scripts/startup-order.sh last ran, and idle RSS pays for it.
+listed=$(grep -vc '^#' link/startup-order.txt)
+found=$(nm --defined-only "$BIN" | awk '{print $3}' | sort -u | comm -12 - <(grep -v '^#' link/startup-order.txt | sort -u) | wc -l)
+echo "$found $listed" >"$OUT/startup-order.txt"
+# bench.py interleaves the targets of one call, but one call has one token file and the two servers need their own.
+# So the peer and wxshop take turns, round by round, each round with its own warm-up: the first round measures every
+# scenario, the later ones order by id again (REPEATS_ORDER_ID rounds in all, which bench.py would otherwise run one
+# server after the other, ~20 minutes apart on this VM, where the speed drifts by tens of percent within the hour).
+# Each server is idle while the other is measured.
+peer_round() { # <round> <scenarios>
+  local also=()
+  [ "$1" = 1 ] && also=(hello=http://127.0.0.1:8090)
+  DATA=$OUT/pairs-gin.txt OUTDIR=$OUT/gin-$1 SCENARIOS=$2 REPEATS_ORDER_ID=1 python3 "$SHARED/bench/bench.py" \
+    gin=http://127.0.0.1:8080 "${also[@]}" | tee -a "$OUT/gin.txt"
+}
+wxshop_round() { # <round> <scenarios>
+  DATA=$OUT/pairs-wxshop.txt OUTDIR=$OUT/wxshop-$1 SCENARIOS=$2 REPEATS_ORDER_ID=1 python3 "$SHARED/bench/bench.py" \
+    wxshop=http://127.0.0.1:$WX_PORT | tee -a "$OUT/wxshop.txt"
+}
+for round in $(seq "${REPEATS_ORDER_ID:-3}"); do
+  scenarios=order_id
+  [ "$round" = 1 ] && scenarios=${SCENARIOS:-order_id order_list healthz}
+  if [ $((round % 2)) = 1 ]; then
+    peer_round "$round" "$scenarios"; wxshop_round "$round" "$scenarios"
+  else
+    wxshop_round "$round" "$scenarios"; peer_round "$round" "$scenarios"
+  fi
+done
 echo "gin_peak_rss_kib $(hwm "$GIN_PID")" >>"$OUT/rss.txt"
+echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
 
 echo "== run 1b: the peer's flash sale (Go + one Redis Lua script per attempt), 100 units, then sold out"
 pin_services
@@ -115,23 +151,7 @@ unpin_services
 bash "$SHARED/peers/gin-seed/stop.sh"
 bash "$SHARED/bench/hello/hello.sh" stop
 
-echo "== run 2: wxshop"
-taskset -c 0 "$BIN" serve &
-WX_PID=$!
-PIDS+=("$WX_PID")
-wait_ready "$WX_PORT" 100
-sleep 1
-echo "wxshop_idle_rss_kib $(rss "$WX_PID")" >>"$OUT/rss.txt"
-# Idle RSS in its two parts: the heap and stacks, and the file pages mapped (mostly the binary's own code).
-awk '/^RssAnon|^RssFile/ {print "wxshop_idle_" tolower($1) "_kib", $2}' "/proc/$WX_PID/status" | tr -d : >>"$OUT/rss.txt"
-# How much of link/startup-order.txt (start-up code first in .text, build.rs) this build still has: a low count
-# means start-up code changed since scripts/startup-order.sh last ran, and idle RSS pays for it.
-listed=$(grep -vc '^#' link/startup-order.txt)
-found=$(nm --defined-only "$BIN" | awk '{print $3}' | sort -u | comm -12 - <(grep -v '^#' link/startup-order.txt | sort -u) | wc -l)
-echo "$found $listed" >"$OUT/startup-order.txt"
-DATA=$OUT/pairs-wxshop.txt OUTDIR=$OUT/wxshop python3 "$SHARED/bench/bench.py" wxshop=http://127.0.0.1:$WX_PORT \
-  | tee "$OUT/wxshop.txt"
-echo "wxshop_peak_rss_kib $(hwm "$WX_PID")" >>"$OUT/rss.txt"
+echo "== run 2: wxshop alone"
 # Where the reads above were served from: the order cache's and the list cache's counters by level and result.
 curl -s "http://127.0.0.1:$WX_OPS/metrics" | grep -E '^cache_requests_total\{cache="order(_list)?"' | tee "$OUT/cache-levels.txt"
 
