@@ -5,10 +5,11 @@ import json, os, re, statistics, sys
 
 out = sys.argv[1]
 rows = []
-# One bench.py output directory per server and round (gin-1, wxshop-1, wxshop-2, …; gin and wxshop in older runs).
+# One bench.py output directory per server, round and scenario (gin-1-order_id, wxshop-1-healthz, …; gin-1 and
+# wxshop-1 in the runs of 1708735, gin and wxshop before).
 for run in sorted(os.listdir(out)):
     path = os.path.join(out, run, "results.json")
-    if re.fullmatch(r"(gin|wxshop)(-\d+)?", run) and os.path.exists(path):
+    if re.fullmatch(r"(gin|wxshop)(-\d+(-\w+)?)?", run) and os.path.exists(path):
         rows += json.load(open(path))["rows"]
 
 
