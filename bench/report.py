@@ -101,7 +101,8 @@ if flash or peer_flash:
         print(f"| 100 units, then sold out | {conns} | {rps:,.0f} | {p50} | {p99} | {answered} | {share} "
               f"| {prps:,.0f} | {pp50:.2f} | {pp99:.2f} | {sold} | {ratio_s} |")
 
-# A scenario run more than once (the growth stage's rounds): each figure is the median of its runs.
+# A scenario run more than once (the growth stage's rounds): each figure is the median of its runs, but errors and
+# requests are their sums (an error in one run must not vanish in a median).
 runs = {}
 if os.path.exists(os.path.join(out, "scenarios.jsonl")):
     for line in open(os.path.join(out, "scenarios.jsonl")):
@@ -109,7 +110,8 @@ if os.path.exists(os.path.join(out, "scenarios.jsonl")):
         runs.setdefault(row["name"], []).append(row)
 scen = {}
 for name, rs in runs.items():
-    scen[name] = {k: statistics.median(r[k] for r in rs) if isinstance(v, (int, float)) else v for k, v in rs[0].items()}
+    scen[name] = {k: (sum if k in ("errors", "requests") else statistics.median)(r[k] for r in rs)
+                  if isinstance(v, (int, float)) else v for k, v in rs[0].items()}
     scen[name]["runs"] = len(rs)
 burst = json.load(open(os.path.join(out, "burst-orders.json"))) if os.path.exists(os.path.join(out, "burst-orders.json")) else None
 if "burst_reads_only" in scen:
