@@ -12,8 +12,8 @@
 #
 # Knobs besides bench.py's: GROWTH=1, GROWTH_ROUNDS=3, GROWTH_SIZES="100000 1000000 5000000",
 # GROWTH_SQLITE_SIZES="100000 1000000", GROWTH_SECONDS=40 (the page as served), GROWTH_DB_SECONDS=10 (the query),
-# GROWTH_LIST_CACHE_MIB=48, GROWTH_ONLY=0 (1: the growth stage alone), BURST=1, BURST_RATE=500, TRADE=1, TRADE_CACHE_MIB=64 (the level 1 of the trade
-# stage), TRADE_WARM_SECONDS=10 (one warm-up pass). The growth databases (wxshop_growth_<n> on MariaDB, and
+# GROWTH_LIST_CACHE_MIB=48, GROWTH_ONLY=0 (1: the growth stage alone), BURST=1, BURST_RATE=500, TRADE=1,
+# TRADE_CACHE_MIB=64 (the level 1 of the trade stage), TRADE_WARM_SECONDS=10 (one warm-up pass). The growth databases (wxshop_growth_<n> on MariaDB, and
 # /var/tmp/wxshop-growth/sqlite-<n>) are seeded once and reused by later runs (5M orders take minutes to seed).
 #
 # Installs what it needs (Debian packages: wrk, nginx-light, Go and the peer's libraries, MariaDB, Redis).
@@ -312,7 +312,9 @@ if [ "${GROWTH:-1}" = 1 ]; then
   # Every size seeded first (once; later runs reuse them), then GROWTH_ROUNDS rounds over all sizes, the order
   # reversed every other round; report.py takes each size's median. One 40 s run's p99 on this VM moved by up to 2x
   # between two runs of the same size (SQLite 1M: 4.96 then 9.04 ms), more than the 15% the target compares.
-  for size in ${GROWTH_SIZES:-100000 1000000 5000000}; do
+  mariadb_sizes=${GROWTH_SIZES:-100000 1000000 5000000} sqlite_sizes=${GROWTH_SQLITE_SIZES:-100000 1000000}
+  reversed() { echo "$@" | tr ' ' '\n' | tac | xargs; }
+  for size in $mariadb_sizes; do
     db=wxshop_growth_$size
     if ! mysql --protocol=socket -uroot -N -e "SELECT COUNT(*) FROM $db.shop_order" 2>/dev/null | grep -qx "$size"; then
       echo "== run 5: seeding MariaDB with $size orders"
@@ -324,7 +326,7 @@ if [ "${GROWTH:-1}" = 1 ]; then
       echo "seed_mariadb_$size $(( $(date +%s) - started ))" | tee -a "$OUT/seed-times.txt"
     fi
   done
-  for size in ${GROWTH_SQLITE_SIZES:-100000 1000000}; do
+  for size in $sqlite_sizes; do
     dir=/var/tmp/wxshop-growth/sqlite-$size
     if [ ! -e "$dir/seeded" ]; then
       echo "== run 5: seeding SQLite with $size orders"
@@ -336,10 +338,8 @@ if [ "${GROWTH:-1}" = 1 ]; then
     fi
   done
   for round in $(seq "${GROWTH_ROUNDS:-3}"); do
-    mariadb_sizes=${GROWTH_SIZES:-100000 1000000 5000000} sqlite_sizes=${GROWTH_SQLITE_SIZES:-100000 1000000}
-    if [ $((round % 2)) = 0 ]; then
-      mariadb_sizes=$(echo "$mariadb_sizes" | tr ' ' '\n' | tac | xargs) sqlite_sizes=$(echo "$sqlite_sizes" | tr ' ' '\n' | tac | xargs)
-    fi
+    # Each round reverses the order of the one before.
+    [ "$round" = 1 ] || { mariadb_sizes=$(reversed $mariadb_sizes); sqlite_sizes=$(reversed $sqlite_sizes); }
     for size in $mariadb_sizes; do
       echo "== run 5, round $round: growth on MariaDB, $size orders"
       redis-cli -n 2 flushdb >/dev/null
