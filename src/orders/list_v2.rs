@@ -2,8 +2,11 @@
 //! order query gets a new path, released to a percentage of users, the old one kept until the new one has proved
 //! itself). This is the seed's own remedy: the page a user sees first (no status filter, no cursor, the default
 //! size) is cached aside, rendered, in the two-level cache (in process, then Redis), and every change to one of
-//! that user's orders invalidates it on every instance (`orders::changed`). Other pages take the first
-//! implementation's query.
+//! that user's orders invalidates it on every instance (`orders::changed`). A page read while its user shops is
+//! refreshed in the background before it expires ([`Layered::get_or_refresh`]), so such readers never wait for the
+//! query. Other pages take the first implementation's query.
+//!
+//! [`Layered::get_or_refresh`]: crate::cache::layered::Layered::get_or_refresh
 //!
 //! Migration 0011 rolls the flag out to everyone; an operator can still lower the rollout or kill it, which sends
 //! users back to the first implementation at once.
@@ -15,7 +18,7 @@ use axum::body::Bytes;
 use crate::domain::PageLimit;
 use crate::error::AppError;
 use crate::orders::query::{self, page_params, PageParams};
-use crate::state::App;
+use crate::state::AppState;
 
 /// The flag that selects this implementation, per user (sticky percentage rollout).
 pub const FLAG: &str = "orders.list_v2";
@@ -24,7 +27,7 @@ const TTL: Duration = Duration::from_secs(60);
 
 /// The page as response bytes (`OrderPage` JSON).
 pub async fn list_for_user(
-    app: &App,
+    app: &AppState,
     user_id: i64,
     status: Option<&str>,
     limit: Option<i64>,
@@ -36,9 +39,10 @@ pub async fn list_for_user(
         return Ok(Bytes::from(serde_json::to_vec(&page).map_err(anyhow::Error::from)?));
     }
     let mut key = itoa::Buffer::new();
+    let owned = app.clone();
     app.order_lists
-        .get_or_load(key.format(user_id), || async {
-            let first = query::list_for_user(app, user_id, None, None, None).await?;
+        .get_or_refresh(key.format(user_id), move || async move {
+            let first = query::list_for_user(&owned, user_id, None, None, None).await?;
             // Copied to an exactly sized buffer: the level-1 cache keeps it for the entry's life.
             let json = serde_json::to_vec(&first).map_err(anyhow::Error::from)?;
             Ok((Bytes::copy_from_slice(&json), TTL))

@@ -10,6 +10,10 @@
 //!   just before the change committed may write it back after the first pass (the cache-aside race); the second
 //!   pass removes it, so a stale value lives at most that long instead of a whole TTL.
 //!
+//! - [`Layered::get_or_refresh`] (the order lists' first pages) also reloads a hot entry in the background once it
+//!   is past [`REFRESH_AFTER`] of its level-1 life, so the readers of a hot key never wait for the database: the
+//!   value they get was loaded at most one lifetime ago, as with [`Layered::get_or_load`] (`refresh.rs`).
+//!
 //! Values are opaque bytes: callers cache the serialized response, including "not found" markers (negative
 //! caching against penetration, with their own shorter TTL).
 //!
@@ -31,17 +35,34 @@ use crate::kv::Redis;
 
 /// Bytes of bookkeeping per level-1 entry (the table slot with the key's and value's headers and the deadline, the
 /// index, the ghost queue's share, the allocator's rounding of the key and value), for the weigher.
-pub const ENTRY_OVERHEAD: usize = 160;
+pub const ENTRY_OVERHEAD: usize = 168;
+
+/// The share of an entry's level-1 life after which [`Layered::get_or_refresh`] reloads it in the background.
+pub const REFRESH_AFTER: f64 = 0.8;
 
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
     expires_at: Instant,
+    /// The last part of the entry's life, in milliseconds before `expires_at`, in which a hit refreshes it; 0 once
+    /// a refresh has been started (one per entry).
+    refresh_window_ms: u32,
 }
 
 impl Entry {
+    /// An entry living `life` from now.
+    fn new(value: Bytes, life: Duration) -> Entry {
+        let window = life.mul_f64(1.0 - REFRESH_AFTER).as_millis().min(u128::from(u32::MAX)) as u32;
+        Entry { value, expires_at: Instant::now() + life, refresh_window_ms: window }
+    }
+
     fn fresh(&self, now: Instant) -> bool {
         self.expires_at > now
+    }
+
+    /// Within its refresh window, with no refresh started yet.
+    fn refresh_due(&self, now: Instant) -> bool {
+        self.refresh_window_ms > 0 && self.expires_at <= now + Duration::from_millis(u64::from(self.refresh_window_ms))
     }
 }
 
@@ -66,6 +87,8 @@ pub struct Layered {
     local_ttl: Duration,
     redis: Option<Redis>,
     loads: AtomicU64,
+    /// `cache_refreshes_total`: background reloads ahead of expiry.
+    refreshes: metrics::Counter,
 }
 
 impl Layered {
@@ -78,7 +101,8 @@ impl Layered {
         let counters = [("local", "hit"), ("local", "miss"), ("redis", "hit"), ("redis", "miss")].map(|(level, result)| {
             metrics::counter!("cache_requests_total", "cache" => name, "level" => level, "result" => result)
         });
-        let cache = Arc::new(Layered { name, counters, local, local_ttl, redis, loads: AtomicU64::new(0) });
+        let refreshes = metrics::counter!("cache_refreshes_total", "cache" => name);
+        let cache = Arc::new(Layered { name, counters, local, local_ttl, redis, loads: AtomicU64::new(0), refreshes });
         if cache.redis.is_some() {
             tokio::spawn(listen_for_invalidations(Arc::downgrade(&cache)));
         }
@@ -106,15 +130,31 @@ impl Layered {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
     {
-        let now = Instant::now();
+        match self.local_hit(key, Instant::now()) {
+            Some(hit) => Ok(hit.value),
+            None => self.get_on_miss(key, load).await,
+        }
+    }
+
+    /// The fresh level-1 entry of `key`, counted as a hit; an expired one is dropped (and the miss counted).
+    fn local_hit(&self, key: &str, now: Instant) -> Option<Entry> {
         if let Some(hit) = self.local.get(key) {
             if hit.fresh(now) {
                 self.counters[0].increment(1);
-                return Ok(hit.value);
+                return Some(hit);
             }
             self.local.remove_if(key, |entry| !entry.fresh(now));
         }
         self.counters[1].increment(1);
+        None
+    }
+
+    /// A level-1 miss: one loader per key and instance, through level 2.
+    async fn get_on_miss<F, Fut>(&self, key: &str, load: F) -> Result<Bytes, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
+    {
         // One loader per key: the others wait for its value. Should it fail, its guard is dropped and the next
         // waiter loads; should the key be invalidated meanwhile, its value is served but not kept.
         for _ in 0..3 {
@@ -124,7 +164,7 @@ impl Layered {
                     self.local.remove_if(key, |entry| !entry.fresh(Instant::now()));
                 }
                 Err(guard) => {
-                    let entry = self.load(key, load).await?;
+                    let entry = self.load(key, load, Duration::ZERO).await?;
                     let value = entry.value.clone();
                     let _ = guard.insert(entry);
                     return Ok(value);
@@ -132,23 +172,26 @@ impl Layered {
             }
         }
         // Entries expiring as fast as they are made (a level-1 lifetime near zero): load without level 1.
-        Ok(self.load(key, load).await?.value)
+        Ok(self.load(key, load, Duration::ZERO).await?.value)
     }
 
     /// Level 2, then the loader (whose value goes to level 2).
-    async fn load<F, Fut>(&self, key: &str, load: F) -> Result<Entry, AppError>
+    /// Level 2 is taken only with at least `min_life` left (a refresh wants more than the expiring entry had).
+    async fn load<F, Fut>(&self, key: &str, load: F, min_life: Duration) -> Result<Entry, AppError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Bytes, Duration), AppError>>,
     {
         if let Some(found) = self.shared_get(key).await {
-            return Ok(found);
+            if found.expires_at >= Instant::now() + min_life {
+                return Ok(found);
+            }
         }
         self.loads.fetch_add(1, Ordering::Relaxed);
         let (value, ttl) = load().await?;
         let ttl = jitter(ttl);
         self.shared_put(key, &value, ttl).await;
-        Ok(Entry { value, expires_at: Instant::now() + ttl.min(self.local_lifetime()) })
+        Ok(Entry::new(value, ttl.min(self.local_lifetime())))
     }
 
     /// The level-1 lifetime of an entry loaded now, jittered ±10%: entries loaded together (a warm-up, a
@@ -191,7 +234,7 @@ impl Layered {
         let ttl = Duration::from_millis(left_ms as u64).min(self.local_lifetime());
         // An exactly sized copy: level 1 keeps it for the entry's life (a slice of the reply would keep the reply's
         // allocation and add a shared header).
-        Some(Entry { value: Bytes::copy_from_slice(value), expires_at: Instant::now() + ttl })
+        Some(Entry::new(Bytes::copy_from_slice(value), ttl))
     }
 
     async fn shared_put(&self, key: &str, value: &Bytes, ttl: Duration) {
@@ -285,109 +328,6 @@ fn redis_error(error: &redis::RedisError) {
     metrics::counter!("redis_errors_total", "operation" => "layered_cache").increment(1);
 }
 
+mod refresh;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The cache-aside race: a load that read the old value before a change finishes after the change's
-    /// invalidation and caches the old value; the second pass removes it.
-    #[tokio::test]
-    async fn a_value_cached_during_invalidation_is_removed_by_the_second_pass() {
-        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
-        cache.invalidate("k").await;
-        // The slow reader writes the old value back right after the first pass.
-        let old = cache.get_or_load("k", || async { Ok((Bytes::from_static(b"old"), Duration::from_secs(60))) }).await;
-        assert_eq!(old.unwrap(), Bytes::from_static(b"old"));
-        tokio::time::sleep(SECOND_INVALIDATION + Duration::from_millis(200)).await;
-        let fresh =
-            cache.get_or_load("k", || async { Ok((Bytes::from_static(b"new"), Duration::from_secs(60))) }).await;
-        assert_eq!(fresh.unwrap(), Bytes::from_static(b"new"), "the stale entry was dropped by the second pass");
-        assert_eq!(cache.loads(), 2);
-    }
-
-    fn value(text: &'static str) -> Result<(Bytes, Duration), AppError> {
-        Ok((Bytes::from_static(text.as_bytes()), Duration::from_secs(60)))
-    }
-
-    #[tokio::test]
-    async fn an_entry_past_its_level_1_lifetime_is_loaded_again() {
-        let cache = Layered::new("test", None, Duration::from_millis(100), 1024 * 1024);
-        assert_eq!(cache.get_or_load("k", || async { value("one") }).await.unwrap(), "one");
-        assert_eq!(cache.get_or_load("k", || async { value("two") }).await.unwrap(), "one", "a hit");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(cache.get_or_load("k", || async { value("two") }).await.unwrap(), "two", "expired: loaded");
-        assert_eq!(cache.loads(), 2);
-    }
-
-    /// Entries loaded together expire spread over ±10% of the level-1 lifetime, not all at once.
-    #[tokio::test]
-    async fn entries_loaded_together_expire_spread_out() {
-        let cache = Layered::new("test", None, Duration::from_millis(1_000), 1024 * 1024);
-        for k in 0..200 {
-            cache.get_or_load(&k.to_string(), || async { value("v") }).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
-        for k in 0..200 {
-            cache.get_or_load(&k.to_string(), || async { value("v") }).await.unwrap();
-        }
-        let reloaded = cache.loads() - 200;
-        assert!((20..=180).contains(&reloaded), "{reloaded} of 200 reloaded at the nominal lifetime");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        for k in 0..200 {
-            cache.get_or_load(&k.to_string(), || async { value("v") }).await.unwrap();
-        }
-        assert_eq!(cache.loads(), 400, "every entry reloaded by 1.1× the lifetime");
-    }
-
-    /// An invalidation while a load runs: the loader's (old) value answers its own request but is not kept.
-    #[tokio::test]
-    async fn a_value_loaded_across_an_invalidation_is_not_kept() {
-        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
-        let (release, wait) = tokio::sync::oneshot::channel::<()>();
-        let slow = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load("k", || async {
-                        let _ = wait.await;
-                        value("old")
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        invalidate_once([(&*cache, "k")].into_iter()).await;
-        release.send(()).unwrap();
-        assert_eq!(slow.await.unwrap().unwrap(), "old");
-        assert_eq!(cache.get_or_load("k", || async { value("new") }).await.unwrap(), "new");
-        assert_eq!(cache.loads(), 2);
-    }
-
-    /// A failed load fails its own request only: a request waiting for it loads in its turn.
-    #[tokio::test]
-    async fn a_failed_load_hands_the_key_to_the_next_waiter() {
-        let cache = Layered::new("test", None, Duration::from_secs(60), 1024 * 1024);
-        let (release, wait) = tokio::sync::oneshot::channel::<()>();
-        let failing = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load("k", || async {
-                        let _ = wait.await;
-                        Err(AppError::not_found("thing"))
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let waiting = {
-            let cache = cache.clone();
-            tokio::spawn(async move { cache.get_or_load("k", || async { value("loaded") }).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        release.send(()).unwrap();
-        assert!(failing.await.unwrap().is_err());
-        assert_eq!(waiting.await.unwrap().unwrap(), "loaded");
-        assert_eq!(cache.loads(), 2);
-    }
-}
+mod tests;
