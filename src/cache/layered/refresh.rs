@@ -1,5 +1,6 @@
-//! Refresh ahead of expiry, for keys read all the time (a user's first page while they shop). A hit past
-//! [`REFRESH_AFTER`] of its entry's level-1 life is answered from the entry and starts one background reload of it.
+//! Refresh ahead of expiry, for keys read all the time (a user's first page while they shop). A hit past its
+//! entry's refresh point (a share of its level-1 life drawn per entry from [`REFRESH_AFTER`](super::REFRESH_AFTER))
+//! is answered from the entry and starts one background reload of it.
 //! Without it, each hot entry's reload fell on a reader: at 5M orders on MariaDB the first pages' reloads (a query
 //! whose index no longer fits the buffer pool) put the list's p99 at 14.8 ms against 6.3 at 100k (bench/RESULTS.md).
 //!

@@ -52,6 +52,26 @@ async fn entries_loaded_together_expire_spread_out() {
     assert_eq!(cache.loads(), 400, "every entry reloaded by 1.1× the lifetime");
 }
 
+/// Each entry draws its own refresh point within [`REFRESH_AFTER`]: entries loaded together do not all go back to
+/// the database at one instant.
+#[tokio::test]
+async fn refresh_windows_are_drawn_per_entry() {
+    let cache = Layered::new("test", None, Duration::from_secs(10), 1024 * 1024);
+    let mut windows = Vec::new();
+    for k in 0..500 {
+        let key = k.to_string();
+        cache.get_or_refresh(&key, || async { value("v") }).await.unwrap();
+        let entry = cache.local.peek(&key).expect("the entry is in level 1");
+        let life = entry.expires_at - Instant::now();
+        // The window is the last (1 - after) of the entry's life, after drawn from 0.5..=0.9.
+        let share = f64::from(entry.refresh_window_ms) / life.as_millis() as f64;
+        assert!((0.09..=0.51).contains(&share), "window {} ms of a {life:?} life", entry.refresh_window_ms);
+        windows.push(entry.refresh_window_ms);
+    }
+    let (min, max) = (windows.iter().min().unwrap(), windows.iter().max().unwrap());
+    assert!(max - min > 3_000, "windows from {min} to {max} ms: not spread over the range");
+}
+
 /// An invalidation while a load runs: the loader's (old) value answers its own request but is not kept.
 #[tokio::test]
 async fn a_value_loaded_across_an_invalidation_is_not_kept() {
@@ -104,7 +124,7 @@ async fn a_failed_load_hands_the_key_to_the_next_waiter() {
     assert_eq!(cache.loads(), 2);
 }
 
-/// Sleeps until halfway through `key`'s refresh window (after [`REFRESH_AFTER`] of its life, before it expires).
+/// Sleeps until halfway through `key`'s refresh window (past its refresh point, before it expires).
 async fn sleep_into_refresh_window(cache: &Layered, key: &str) {
     let entry = cache.local.peek(key).expect("the entry is in level 1");
     let window = Duration::from_millis(u64::from(entry.refresh_window_ms));
