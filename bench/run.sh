@@ -304,8 +304,9 @@ growth_run() { # <label> <size>, with WXSHOP_* set for the database under test
   OUT=$OUT python3 bench/scenario.py "growth_${label}_list_$size" "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 \
     "${GROWTH_SECONDS:-40}" "$pids" -- "$pairs" list
   # The list cache's counters after the measured run (warm-up included): level-1 misses past the warm-up's are
-  # readers that waited for a load; cache_refreshes_total counts the reloads ahead of expiry.
-  curl -fsS "http://127.0.0.1:$WX_OPS/metrics" | grep -E '^cache_(requests|refreshes)_total\{cache="order_list"' \
+  # readers that waited for a load; cache_refreshes_total counts the reloads ahead of expiry, cache_loads_total
+  # the loads (refreshes included) that ran the query.
+  curl -fsS "http://127.0.0.1:$WX_OPS/metrics" | grep -E '^cache_(requests|refreshes|loads)_total\{cache="order_list"' \
     | sed "s/^/growth_${label}_$size round $round: /" >>"$OUT/growth-cache.txt" || true
   OUT=$OUT python3 bench/scenario.py "growth_${label}_list_db_$size" "http://127.0.0.1:$WX_PORT" bench/wrk/reads.lua 64 \
     "${GROWTH_DB_SECONDS:-10}" "$pids" -- "$pairs" list_db

@@ -131,6 +131,8 @@ async fn metrics_and_debug_endpoints_are_on_the_ops_listener_only() {
         "http_requests_in_flight",
         "process_resident_memory_bytes",
         "cache_requests_total{",
+        "cache_loads_total{cache=\"order_list\"}",
+        "cache_refreshes_total{cache=\"order_list\"}",
     ] {
         assert!(text.contains(series), "{series} missing from /metrics");
     }

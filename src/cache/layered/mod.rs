@@ -93,7 +93,9 @@ pub struct Layered {
     local_ttl: Duration,
     redis: Option<Redis>,
     loads: AtomicU64,
-    /// `cache_refreshes_total`: background reloads ahead of expiry.
+    /// `cache_loads_total`: loader runs (the database), as [`Layered::loads`] counts them.
+    loads_total: metrics::Counter,
+    /// `cache_refreshes_total`: background reloads ahead of expiry (from level 2 or the loader).
     refreshes: metrics::Counter,
 }
 
@@ -108,7 +110,9 @@ impl Layered {
             metrics::counter!("cache_requests_total", "cache" => name, "level" => level, "result" => result)
         });
         let refreshes = metrics::counter!("cache_refreshes_total", "cache" => name);
-        let cache = Arc::new(Layered { name, counters, local, local_ttl, redis, loads: AtomicU64::new(0), refreshes });
+        let loads_total = metrics::counter!("cache_loads_total", "cache" => name);
+        let loads = AtomicU64::new(0);
+        let cache = Arc::new(Layered { name, counters, local, local_ttl, redis, loads, loads_total, refreshes });
         if cache.redis.is_some() {
             tokio::spawn(listen_for_invalidations(Arc::downgrade(&cache)));
         }
@@ -194,6 +198,7 @@ impl Layered {
             }
         }
         self.loads.fetch_add(1, Ordering::Relaxed);
+        self.loads_total.increment(1);
         let (value, ttl) = load().await?;
         let ttl = jitter(ttl);
         self.shared_put(key, &value, ttl).await;
