@@ -14,6 +14,7 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use crate::config::{Config, DbKind};
 
+mod begin;
 pub mod guard;
 mod query;
 mod times;
@@ -260,33 +261,39 @@ impl Db {
         Ok(())
     }
 
-    /// Begins a transaction that writes. On SQLite, `BEGIN IMMEDIATE` takes the write lock at once, so concurrent
-    /// writers queue on `busy_timeout` instead of failing with SQLITE_BUSY when upgrading a read snapshot.
-    /// The wait (for a pooled connection, and on SQLite for the write lock) is recorded in
-    /// `db_transaction_begin_duration_seconds`.
+    /// Begins a transaction that writes (`db/begin.rs`: no caller giving up leaves one open). On SQLite,
+    /// `BEGIN IMMEDIATE` takes the write lock at once, so concurrent writers queue on `busy_timeout` instead of
+    /// failing with SQLITE_BUSY when upgrading a read snapshot. The wait (for a pooled connection, and on SQLite for
+    /// the write lock) is recorded in `db_transaction_begin_duration_seconds`.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         let started = std::time::Instant::now();
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").bounded().await,
-            Dialect::MySql => self.pool.begin().bounded().await,
-        };
+        let tx = begin::begin(&self.pool, self.dialect, self.write_statement()).await;
         metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
         tx
     }
 
-    /// [`Db::begin_write`] on a connection the caller holds (one that just ran statements of its own, such as a
-    /// claim that must commit before the transaction starts).
-    pub async fn begin_write_on<'c>(
+    /// [`Db::begin_write`] on a connection the caller acquired (one that just ran statements of its own, such as a
+    /// claim that must commit before the transaction starts); the transaction takes it.
+    pub async fn begin_write_on(
         &self,
-        conn: &'c mut AnyConnection,
-    ) -> Result<sqlx::Transaction<'c, Any>, sqlx::Error> {
+        conn: sqlx::pool::PoolConnection<Any>,
+    ) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         let started = std::time::Instant::now();
-        let tx = match self.dialect {
-            Dialect::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").bounded().await,
-            Dialect::MySql => sqlx::Connection::begin(conn).bounded().await,
-        };
+        let tx = begin::begin_on(conn, self.dialect, self.write_statement()).await;
         metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
         tx
+    }
+
+    /// A transaction that only reads (several statements that must agree).
+    pub async fn begin_read(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        begin::begin(&self.pool, self.dialect, None).await
+    }
+
+    fn write_statement(&self) -> Option<&'static str> {
+        match self.dialect {
+            Dialect::Sqlite => Some("BEGIN IMMEDIATE"),
+            Dialect::MySql => None,
+        }
     }
 
     /// A round trip to the database, for readiness.

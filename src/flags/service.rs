@@ -380,6 +380,6 @@ pub async fn get(app: &App, key: &str) -> Result<Flag, AppError> {
 }
 
 pub async fn list(app: &App) -> Result<FlagList, AppError> {
-    let (_, items) = store::load_all(&app.db.pool).await?;
+    let (_, items) = store::load_all(&app.db).await?;
     Ok(FlagList { items })
 }

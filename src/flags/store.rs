@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::db::{get_text, Bounded};
+use crate::db::{get_text, Bounded, Db};
 use crate::flags::engine::Flag;
 
 /// The global version: bumped by every change, polled by every instance.
@@ -15,8 +15,8 @@ pub async fn global_version(pool: &AnyPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Every flag and the global version, read in one transaction so they agree.
-pub async fn load_all(pool: &AnyPool) -> Result<(i64, Vec<Flag>), sqlx::Error> {
-    let mut tx = pool.begin().bounded().await?;
+pub async fn load_all(db: &Db) -> Result<(i64, Vec<Flag>), sqlx::Error> {
+    let mut tx = db.begin_read().await?;
     let version: i64 = sqlx::query("SELECT version FROM feature_flag_state WHERE id = 1")
         .fetch_one(&mut *tx)
         .bounded()

@@ -23,7 +23,7 @@ pub async fn refresh(app: &App, force: bool) -> Result<bool, AppError> {
         app.flags.mark_synced();
         return Ok(false);
     }
-    let (version, flags) = store::load_all(&app.db.pool).await?;
+    let (version, flags) = store::load_all(&app.db).await?;
     let changed = version != app.flags.snapshot().version;
     app.flags.install(version, flags);
     if changed {

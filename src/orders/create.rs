@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use sqlx::AnyConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::Any;
 use utoipa::ToSchema;
 
 use crate::addresses::service::Address;
@@ -101,16 +102,24 @@ pub async fn create_idempotent(
             }
         }
     }
+    // The order's transaction takes the connection and gives it back to the pool when it ends: before the cache
+    // work (a slow Redis must not hold it) and before the release below takes one (an embedded database may have a
+    // single connection). A retry after a deadlock takes another.
+    let mut conn = Some(conn);
     let mut attempt = 1;
     let made = loop {
-        match create_on(app, &mut conn, user_id, &request, Some(key)).await {
+        let made = match conn.take() {
+            Some(conn) => create_on(app, conn, user_id, &request, Some(key)).await,
+            None => match pool.acquire().bounded().await {
+                Ok(conn) => create_on(app, conn, user_id, &request, Some(key)).await,
+                Err(error) => Err(error.into()),
+            },
+        };
+        match made {
             Err(error) if crate::db::again(&error, &mut attempt, crate::db::TRANSACTION_ATTEMPTS).await => {}
             made => break made,
         }
     };
-    // Back to the pool before the cache work (a slow Redis must not hold it) and before the release below takes one
-    // (an embedded database may have a single connection).
-    drop(conn);
     match made {
         Ok((id, body)) => {
             created(app, id, user_id).await;
@@ -182,10 +191,8 @@ fn lines(items: Vec<LineInput>) -> Result<BTreeMap<i64, i64>, AppError> {
 
 /// Makes the order in one transaction and returns its serialized response (stored with the key when given).
 pub async fn create(app: &App, user_id: i64, request: &CreateOrder, key: Option<&str>) -> Result<Bytes, AppError> {
-    let mut conn = app.db.pool.acquire().bounded().await?;
-    let made = create_on(app, &mut conn, user_id, request, key).await;
-    drop(conn);
-    let (id, body) = made?;
+    let conn = app.db.pool.acquire().bounded().await?;
+    let (id, body) = create_on(app, conn, user_id, request, key).await?;
     created(app, id, user_id).await;
     Ok(body)
 }
@@ -197,10 +204,10 @@ async fn created(app: &App, id: i64, user_id: i64) {
     metrics::counter!("orders_created_total").increment(1);
 }
 
-/// [`create`]'s transaction on a connection the caller holds: the new order's id and its response.
+/// [`create`]'s transaction on a connection the caller acquired: the new order's id and its response.
 async fn create_on(
     app: &App,
-    conn: &mut AnyConnection,
+    conn: PoolConnection<Any>,
     user_id: i64,
     request: &CreateOrder,
     key: Option<&str>,
