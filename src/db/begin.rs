@@ -31,32 +31,41 @@ pub async fn begin_on(
 ) -> Result<Transaction<'static, Any>, sqlx::Error> {
     match dialect {
         Dialect::Sqlite => Transaction::begin(conn, statement.map(Cow::Borrowed)).bounded().await,
-        Dialect::MySql => uncancelled(conn, statement).bounded().await,
+        Dialect::MySql => uncancelled(conn, statement, None).bounded().await,
     }
 }
 
-/// Acquires a connection and begins a transaction on it, the two within one deadline of the caller's.
+/// Acquires a connection and begins a transaction on it, the two within one deadline of the caller's. On MySQL,
+/// `prelude` (a `SET TRANSACTION ...` for the next transaction) runs just before the `BEGIN`, in the same task: a
+/// caller giving up between the two would leave the setting to whoever begins next on that connection.
 pub async fn begin(
     pool: &AnyPool,
     dialect: Dialect,
     statement: Option<&'static str>,
+    prelude: Option<&'static str>,
 ) -> Result<Transaction<'static, Any>, sqlx::Error> {
     match dialect {
         Dialect::Sqlite => {
             async move { Transaction::begin(pool.acquire().await?, statement.map(Cow::Borrowed)).await }.bounded().await
         }
         // Acquiring may be cut off safely (a connection whose ping was cut off is closed, not pooled).
-        Dialect::MySql => async move { uncancelled(pool.acquire().await?, statement).await }.bounded().await,
+        Dialect::MySql => async move { uncancelled(pool.acquire().await?, statement, prelude).await }.bounded().await,
     }
 }
 
-/// `BEGIN` in a task of its own; the caller may stop waiting for it at any point.
+/// `BEGIN` (after `prelude`) in a task of its own; the caller may stop waiting for it at any point.
 async fn uncancelled(
-    conn: PoolConnection<Any>,
+    mut conn: PoolConnection<Any>,
     statement: Option<&'static str>,
+    prelude: Option<&'static str>,
 ) -> Result<Transaction<'static, Any>, sqlx::Error> {
-    // `Transaction::begin` is what `Pool::begin` runs on the connection it acquired: the one way to begin on a
-    // connection the caller owns and get an owned transaction back.
-    let task = tokio::spawn(Transaction::begin(conn, statement.map(Cow::Borrowed)));
+    let task = tokio::spawn(async move {
+        if let Some(prelude) = prelude {
+            sqlx::Executor::execute(&mut *conn, prelude).await?;
+        }
+        // `Transaction::begin` is what `Pool::begin` runs on the connection it acquired: the one way to begin on a
+        // connection the caller owns and get an owned transaction back.
+        Transaction::begin(conn, statement.map(Cow::Borrowed)).await
+    });
     task.await.map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
 }

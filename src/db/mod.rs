@@ -267,7 +267,7 @@ impl Db {
     /// the write lock) is recorded in `db_transaction_begin_duration_seconds`.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         let started = std::time::Instant::now();
-        let tx = begin::begin(&self.pool, self.dialect, self.write_statement()).await;
+        let tx = begin::begin(&self.pool, self.dialect, self.write_statement(), None).await;
         metrics::histogram!("db_transaction_begin_duration_seconds").record(started.elapsed().as_secs_f64());
         tx
     }
@@ -284,9 +284,16 @@ impl Db {
         tx
     }
 
+    /// [`Db::begin_write`] at READ COMMITTED on MySQL/MariaDB: no gap locks, for work that marks rows at the tail of
+    /// indexes that business transactions insert into (the outbox relay).
+    pub async fn begin_write_read_committed(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        let prelude = Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        begin::begin(&self.pool, self.dialect, self.write_statement(), prelude).await
+    }
+
     /// A transaction that only reads (several statements that must agree).
     pub async fn begin_read(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
-        begin::begin(&self.pool, self.dialect, None).await
+        begin::begin(&self.pool, self.dialect, None, None).await
     }
 
     fn write_statement(&self) -> Option<&'static str> {

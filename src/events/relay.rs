@@ -133,11 +133,7 @@ pub async fn pass(state: &AppState) -> Result<usize, AppError> {
     }
     // READ COMMITTED on MySQL: no gap locks, so marking rows never deadlocks with business transactions inserting
     // new ones at the tail of the same indexes. (SQLite's single writer needs nothing.)
-    let mut conn = state.db.pool.acquire().bounded().await?;
-    if state.db.dialect == crate::db::Dialect::MySql {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(&mut *conn).bounded().await?;
-    }
-    let mut tx = state.db.begin_write_on(conn).await?;
+    let mut tx = state.db.begin_write_read_committed().await?;
     outbox::mark_published(&mut tx, &published, now_ms(), bus::uses_log(state)).await?;
     tx.commit().bounded().await?;
     metrics::counter!("events_published_total").increment(published.len() as u64);
