@@ -14,7 +14,8 @@ pub struct OrdersConfig {
     pub payment_timeout_secs: u64,
     /// How often the timeout sweep looks for expired unpaid orders.
     pub sweep_interval_ms: u64,
-    /// Redis (level 2) lifetime of a cached order response, ±10%.
+    /// Redis (level 2) lifetime of a cached order response and of a user's cached first order-list page, ±10%.
+    /// Both are invalidated on every instance by each change to the order; this only bounds a missed invalidation.
     pub cache_ttl_secs: u64,
     /// In-process (level 1) lifetime of a cached order response.
     pub local_cache_ttl_ms: u64,
@@ -23,8 +24,8 @@ pub struct OrdersConfig {
     /// In-process (level 1) cache of users' first order-list pages, in MiB (responses and bookkeeping).
     pub list_cache_mib: u64,
     /// In-process (level 1) lifetime of a user's cached first order-list page. Pages are invalidated on every
-    /// instance on each change to the user's orders; this only bounds a missed invalidation, within the 60 s that
-    /// the page lives in Redis.
+    /// instance on each change to the user's orders; this only bounds a missed invalidation, within the page's life
+    /// in Redis (`cache_ttl_secs`).
     pub list_local_cache_ttl_ms: u64,
     /// How long "no such order" is cached.
     pub negative_cache_ttl_secs: u64,

@@ -673,6 +673,25 @@ async fn load_test_data_seeds_users_and_orders() {
     }
 }
 
+/// Scale-out: a user's first page lives in level 2 as long as an order does (`orders.cache_ttl_secs`, here not the
+/// default): every change drops both, so the life only bounds a missed invalidation, and a hot page runs the query
+/// once per life.
+#[tokio::test]
+async fn a_first_page_lives_in_level_two_as_long_as_an_order() {
+    let Some(backend) = scale_out_backend() else { return };
+    let app = spawn_app_with(&backend, |c| c.orders.cache_ttl_secs = 120).await;
+    let Some(redis) = app.state.redis.clone() else { return };
+    let user = app.login("wendy").await;
+    let (status, page) = app.get_auth("/api/v1/orders", &user.access_token).await;
+    assert_eq!((status, page["items"].clone()), (200, json!([])), "{page}");
+
+    let key = redis.key(&format!("cache:order_list:d:{}", user.user_id));
+    let stored: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut redis.conn()).await.unwrap();
+    let deadline = i64::from_be_bytes(stored[..8].try_into().unwrap());
+    let left = deadline - wxshop::db::now_ms();
+    assert!((96_000..=132_000).contains(&left), "{left} ms left of a 120 s life (±10%)");
+}
+
 /// Scale-out: level 2 holds an order with its deadline in front (one `GET` answers both). A fresh instance reads it
 /// without a database load; a value not in that layout, or past its deadline, is a miss that loads again, never an
 /// error or a stale answer.
