@@ -40,7 +40,7 @@ pub async fn list_for_user(
     // Its life in Redis is an order's (`orders.cache_ttl_secs`): both are dropped by every change to the order, so
     // the life only bounds an invalidation that was missed (a failed owner lookup, Redis failing both passes). Each
     // hot page runs the query once per life; at 60 s that was ~130 queries/s for 10,000 shoppers, and at 5M orders
-    // each costs ~0.5 ms of MariaDB (bench/RESULTS.md, twelfth pass).
+    // each costs 0.35–0.5 ms of MariaDB's core (bench/RESULTS.md, twelfth pass).
     let ttl = Duration::from_secs(app.config.orders.cache_ttl_secs);
     let owned = app.clone();
     app.order_lists
