@@ -29,10 +29,7 @@ pub async fn begin_on(
     dialect: Dialect,
     statement: Option<&'static str>,
 ) -> Result<Transaction<'static, Any>, sqlx::Error> {
-    match dialect {
-        Dialect::Sqlite => Transaction::begin(conn, statement.map(Cow::Borrowed)).bounded().await,
-        Dialect::MySql => uncancelled(conn, statement, None).bounded().await,
-    }
+    start(conn, dialect, statement, None).bounded().await
 }
 
 /// Acquires a connection and begins a transaction on it, the two within one deadline of the caller's. On MySQL,
@@ -44,12 +41,20 @@ pub async fn begin(
     statement: Option<&'static str>,
     prelude: Option<&'static str>,
 ) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    // Acquiring may be cut off safely (a connection whose ping was cut off is closed, not pooled).
+    async move { start(pool.acquire().await?, dialect, statement, prelude).await }.bounded().await
+}
+
+/// The `BEGIN` itself, unbounded: directly on SQLite, in a task of its own on MySQL (after `prelude`).
+async fn start(
+    conn: PoolConnection<Any>,
+    dialect: Dialect,
+    statement: Option<&'static str>,
+    prelude: Option<&'static str>,
+) -> Result<Transaction<'static, Any>, sqlx::Error> {
     match dialect {
-        Dialect::Sqlite => {
-            async move { Transaction::begin(pool.acquire().await?, statement.map(Cow::Borrowed)).await }.bounded().await
-        }
-        // Acquiring may be cut off safely (a connection whose ping was cut off is closed, not pooled).
-        Dialect::MySql => async move { uncancelled(pool.acquire().await?, statement, prelude).await }.bounded().await,
+        Dialect::Sqlite => Transaction::begin(conn, statement.map(Cow::Borrowed)).await,
+        Dialect::MySql => uncancelled(conn, statement, prelude).await,
     }
 }
 

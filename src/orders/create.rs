@@ -108,14 +108,14 @@ pub async fn create_idempotent(
     let mut conn = Some(conn);
     let mut attempt = 1;
     let made = loop {
-        let made = match conn.take() {
-            Some(conn) => create_on(app, conn, user_id, &request, Some(key)).await,
-            None => match pool.acquire().bounded().await {
-                Ok(conn) => create_on(app, conn, user_id, &request, Some(key)).await,
-                Err(error) => Err(error.into()),
-            },
+        let made = async {
+            let conn = match conn.take() {
+                Some(conn) => conn,
+                None => pool.acquire().bounded().await?,
+            };
+            create_on(app, conn, user_id, &request, Some(key)).await
         };
-        match made {
+        match made.await {
             Err(error) if crate::db::again(&error, &mut attempt, crate::db::TRANSACTION_ATTEMPTS).await => {}
             made => break made,
         }
