@@ -3,7 +3,9 @@
 users of a `wxshop dev-tokens` file (`user_id token address_id` lines), round-robin, each with a fresh
 Idempotency-Key, paced open-loop (request k is due at start + k/rate, whatever the answers before it took).
 
-    python3 bench/burst_orders.py <base url> <tokens file> <rate/s> <seconds> <sku id> <result json>
+    python3 bench/burst_orders.py <base url> <tokens file> <rate/s> <seconds> <sku id[,sku id...]> <result json>
+
+With several SKUs the orders take them in turn (one hot SKU is the promotion; several show what its stock row costs).
 
 With SERVER_PIDS=name:pid,name:pid (wxshop, its MariaDB and its Redis), the result also gives the CPU time (user +
 system) each of them spent per created order during the run: `cpu_ms_per_order`."""
@@ -11,7 +13,8 @@ import http.client, json, os, sys, threading, time, urllib.parse, uuid
 
 from scenario import HZ, ticks  # bench/scenario.py: CPU ticks (user + system) of a set of processes
 
-base, tokens_file, rate, seconds, sku, result_path = sys.argv[1:7]
+base, tokens_file, rate, seconds, skus, result_path = sys.argv[1:7]
+skus = [int(s) for s in skus.split(",")]
 rate, seconds = float(rate), float(seconds)
 url = urllib.parse.urlparse(base)
 buyers = [line.split() for line in open(tokens_file) if len(line.split()) == 3]
@@ -33,7 +36,7 @@ def worker(w):
             with lock:
                 late[0] += 1
         user, token, address = buyers[k % len(buyers)]
-        body = json.dumps({"items": [{"sku_id": int(sku), "quantity": 1}], "address_id": int(address)})
+        body = json.dumps({"items": [{"sku_id": skus[k % len(skus)], "quantity": 1}], "address_id": int(address)})
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                    "Idempotency-Key": f"burst-{uuid.uuid4().hex}"}
         t0 = time.monotonic()
