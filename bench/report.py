@@ -208,13 +208,13 @@ common_parts = [
 ]
 # Order creation (the burst's other half) has its own parts: its reads and token check are a small share of it.
 create_parts = [
-    ("HTTP/1 connection task (hyper, with everything below)", "poll_loop<hyper"),
+    common_parts[0],
     ("the handler `create_order` (with everything below)", "wxshop::orders::routes::create_order"),
     ("…the transaction's commit (sqlx, MySQL)", "sqlx_core::transaction::{impl#0}::commit"),
-    ("…its cache invalidations (`Layered::invalidate_together`, the first of two passes)",
+    ("…its cache invalidations (`Layered::invalidate_together`, the larger of its two passes)",
      "wxshop::cache::layered::{impl#2}::invalidate_together"),
     ("the outbox relay (`events::relay::run`)", "wxshop::events::relay::run"),
-    ("Redis client I/O (multiplexed connection)", "redis::aio"),
+    common_parts[-1],
     ("JSON (serde_json)", "serde_json::"),
 ]
 for svg_name, title, parts in (
